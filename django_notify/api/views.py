@@ -1,0 +1,63 @@
+"""Default viewsets: thin compositions of :mod:`django_notify.api.mixins`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import mixins, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_notify.api.mixins import (
+    ArchiveMixin,
+    CreateNotificationMixin,
+    MarkAllReadMixin,
+    NotificationQuerysetMixin,
+    ReadStateMixin,
+    UnreadCountMixin,
+)
+from django_notify.api.pagination import InboxCursorPagination
+from django_notify.api.serializers import (
+    NotificationSerializer,
+    NotificationTypeSerializer,
+)
+from django_notify.conf import notify_settings
+from django_notify.registry import registry
+
+
+class NotificationViewSet(
+    NotificationQuerysetMixin,
+    CreateNotificationMixin,
+    ReadStateMixin,
+    ArchiveMixin,
+    MarkAllReadMixin,
+    UnreadCountMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
+):
+    """The caller's inbox: list, read state, archive, delete; staff may create."""
+
+    serializer_class = NotificationSerializer
+    pagination_class = InboxCursorPagination
+    permission_classes = [IsAuthenticated]
+    lookup_value_regex = "[0-9]{1,18}"
+
+
+class NotificationTypeViewSet(viewsets.ViewSet):
+    """The registered types, categories and channels, for a preference-center UI."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = NotificationTypeSerializer
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        channels = notify_settings.CHANNELS
+        return Response(
+            {
+                "types": NotificationTypeSerializer(list(registry), many=True).data,
+                "categories": registry.categories(),
+                "channels": list(channels),
+            }
+        )

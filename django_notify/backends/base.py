@@ -1,0 +1,147 @@
+"""The contract every channel backend fulfils.
+
+A backend receives a batch of claimed deliveries and returns one
+:class:`DeliveryResult` per delivery; it never raises for an expected failure.
+:meth:`BaseChannelBackend.send_batch` runs the whole flow (``open`` → ``send`` for
+each delivery → ``close``) and turns an exception from one delivery into a result
+for that delivery only, so one bad destination never affects the others.
+
+Write your own by subclassing and filling in :meth:`~BaseChannelBackend.send`::
+
+    class WebhookBackend(BaseChannelBackend):
+        default_options = {"url": None, "timeout": 5.0}
+
+        def send(self, delivery):
+            ...
+            return DeliveryResult.sent(delivery, response={"status": 200})
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django_notify.exceptions import InvalidBackendError
+
+if TYPE_CHECKING:
+    from django_notify.models import Delivery
+
+
+class Outcome(enum.Enum):
+    """How one delivery attempt ended."""
+
+    SENT = "sent"  #: accepted by the provider
+    RETRY = "retry"  #: transient failure; try again later
+    FAILED = "failed"  #: permanent failure; do not try again
+    GONE = "gone"  #: the destination no longer exists (e.g. push 404/410)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The outcome of one delivery attempt, as recorded on the outbox row."""
+
+    delivery_id: int
+    outcome: Outcome
+    reason: str = ""
+    retry_at: datetime | None = None
+    response: dict[str, Any] | None = field(default=None)
+    destination: str = ""
+
+    @classmethod
+    def sent(
+        cls,
+        delivery: Delivery,
+        *,
+        response: dict[str, Any] | None = None,
+        destination: str = "",
+    ) -> DeliveryResult:
+        return cls(delivery.pk, Outcome.SENT, response=response, destination=destination)
+
+    @classmethod
+    def retry(
+        cls,
+        delivery: Delivery,
+        reason: str,
+        *,
+        retry_at: datetime | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> DeliveryResult:
+        return cls(
+            delivery.pk,
+            Outcome.RETRY,
+            reason=reason,
+            retry_at=retry_at,
+            response=response,
+        )
+
+    @classmethod
+    def failed(cls, delivery: Delivery, reason: str, *, response: dict[str, Any] | None = None) -> DeliveryResult:
+        return cls(delivery.pk, Outcome.FAILED, reason=reason, response=response)
+
+    @classmethod
+    def gone(cls, delivery: Delivery, reason: str, *, response: dict[str, Any] | None = None) -> DeliveryResult:
+        return cls(delivery.pk, Outcome.GONE, reason=reason, response=response)
+
+
+class BaseChannelBackend:
+    """Base class of channel backends; subclasses implement :meth:`send`.
+
+    ``OPTIONS`` from the channel's settings are checked against
+    :attr:`default_options`: an unknown key is a configuration error.
+    """
+
+    #: The OPTIONS this backend accepts, with their defaults.
+    default_options: ClassVar[dict[str, Any]] = {}
+    #: True for the inbox, whose notification row is its own delivery: no outbox rows.
+    is_inbox: ClassVar[bool] = False
+    #: ``"user"``: one delivery per recipient; ``"push_subscription"``: one per
+    #: active push subscription of the recipient.
+    destination: ClassVar[str] = "user"
+
+    def __init__(self, alias: str, **options: Any) -> None:
+        unknown = set(options) - set(self.default_options)
+        if unknown:
+            known = ", ".join(sorted(self.default_options)) or "none"
+            raise InvalidBackendError(
+                f"Unknown OPTIONS {', '.join(sorted(unknown))} for channel {alias!r} "
+                f"({type(self).__qualname__}). Valid options: {known}."
+            )
+        self.alias = alias
+        self.options: dict[str, Any] = {**self.default_options, **options}
+        self.validate_options()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} {self.alias!r}>"
+
+    def validate_options(self) -> None:
+        """Raise :class:`InvalidBackendError` naming the option if a value cannot work."""
+
+    def send_batch(self, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
+        """Send every delivery; return one result per delivery, in order."""
+        self.open()
+        try:
+            results = []
+            for delivery in deliveries:
+                try:
+                    results.append(self.send(delivery))
+                except Exception as exc:
+                    results.append(self.result_for_exception(delivery, exc))
+            return results
+        finally:
+            self.close()
+
+    def open(self) -> None:
+        """Hook: acquire what the batch shares (a connection, a session)."""
+
+    def close(self) -> None:
+        """Hook: release what :meth:`open` acquired. Runs even if sending failed."""
+
+    def send(self, delivery: Delivery) -> DeliveryResult:
+        raise NotImplementedError(f"{type(self).__module__}.{type(self).__qualname__} must implement send()")
+
+    def result_for_exception(self, delivery: Delivery, exc: Exception) -> DeliveryResult:
+        """Classify an unexpected exception; by default it is worth a retry."""
+        return DeliveryResult.retry(delivery, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,222 @@
+"""System checks for django_notify's settings, registry and django-q2 setup.
+
+Ids are stable: once shipped, an id is never reused for another problem.
+
+=========================  =========================================================
+``django_notify.E001``     ``DJANGO_NOTIFY`` is not a dict
+``django_notify.E002``     unknown key in ``DJANGO_NOTIFY``
+``django_notify.E003``     a ``DJANGO_NOTIFY`` value has the wrong type
+``django_notify.E004``     a ``CHANNELS`` entry is not ``{"BACKEND": ..., "OPTIONS": {...}}``
+``django_notify.E005``     a channel ``BACKEND`` cannot be imported or is not a backend
+``django_notify.E006``     a channel has unknown or invalid ``OPTIONS``
+``django_notify.E007``     ``DEFAULT_CHANNELS`` names a channel that is not configured
+``django_notify.E008``     no channel is the in-app inbox
+``django_notify.E010``     a notification type lists a channel that is not configured
+``django_notify.E011``     a notification type's template does not compile
+``django_notify.E020``     ``Q_CLUSTER`` selects no broker (django-q2 would use Redis)
+``django_notify.E021``     ``Q_CLUSTER["orm"]`` is not a database alias
+``django_notify.E022``     ``Q_CLUSTER`` timeout missing, or ``retry`` not above it
+=========================  =========================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.template import TemplateSyntaxError
+
+from django_notify.conf import DEFAULTS, VALIDATORS
+from django_notify.exceptions import InvalidBackendError
+
+# Q_CLUSTER keys that pick a broker; without any of them django-q2 falls back to Redis.
+Q_BROKER_KEYS = (
+    "orm",
+    "redis",
+    "django_redis",
+    "broker_class",
+    "sqs",
+    "iron_mq",
+    "mongo",
+)
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "DJANGO_NOTIFY", {})
+    if not isinstance(user_settings, Mapping):
+        return [
+            Error(
+                f"DJANGO_NOTIFY must be a dict, not {type(user_settings).__name__}.",
+                hint='Write DJANGO_NOTIFY = {"CHANNELS": {...}} in your settings.',
+                id="django_notify.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for key in user_settings:
+        if key not in DEFAULTS:
+            close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            errors.append(
+                Error(
+                    f"Unknown key {key!r} in DJANGO_NOTIFY.",
+                    hint=f"{hint}Valid keys: {', '.join(sorted(DEFAULTS))}.",
+                    id="django_notify.E002",
+                )
+            )
+    for key, value in user_settings.items():
+        if key in VALIDATORS:
+            valid, description = VALIDATORS[key]
+            if not valid(value):
+                errors.append(
+                    Error(
+                        f"DJANGO_NOTIFY[{key!r}] must be {description}; got {value!r}.",
+                        hint=f"Remove it to use the default, {DEFAULTS[key]!r}.",
+                        id="django_notify.E003",
+                    )
+                )
+    channels = user_settings.get("CHANNELS", DEFAULTS["CHANNELS"])
+    if isinstance(channels, Mapping):
+        errors.extend(_check_channels(channels))
+        default_channels = user_settings.get("DEFAULT_CHANNELS", DEFAULTS["DEFAULT_CHANNELS"])
+        if VALIDATORS["DEFAULT_CHANNELS"][0](default_channels):
+            for alias in default_channels:
+                if alias not in channels:
+                    errors.append(
+                        Error(
+                            f'DJANGO_NOTIFY["DEFAULT_CHANNELS"] names {alias!r}, which is not in CHANNELS.',
+                            hint=f"Configured channels: {', '.join(channels) or 'none'}.",
+                            id="django_notify.E007",
+                        )
+                    )
+    return errors
+
+
+def _check_channels(channels: Mapping[Any, Any]) -> list[CheckMessage]:
+    from django_notify.channels import ChannelHandler
+
+    errors: list[CheckMessage] = []
+    inboxes = 0
+    for alias, config in channels.items():
+        where = f'DJANGO_NOTIFY["CHANNELS"][{alias!r}]'
+        if not isinstance(config, Mapping) or "BACKEND" not in config or set(config) - {"BACKEND", "OPTIONS"}:
+            errors.append(
+                Error(
+                    f'{where} must be a dict with "BACKEND" and optionally "OPTIONS"; got {config!r}.',
+                    hint='Example: {"BACKEND": "django_notify.backends.in_app.InAppBackend"}.',
+                    id="django_notify.E004",
+                )
+            )
+            continue
+        try:
+            backend_class = ChannelHandler.backend_class(str(alias), config["BACKEND"])
+        except InvalidBackendError as exc:
+            errors.append(
+                Error(
+                    str(exc),
+                    hint="Check the dotted path to the backend class.",
+                    id="django_notify.E005",
+                )
+            )
+            continue
+        inboxes += backend_class.is_inbox
+        options = config.get("OPTIONS", {})
+        if not isinstance(options, Mapping):
+            errors.append(Error(f'{where}["OPTIONS"] must be a dict.', id="django_notify.E006"))
+            continue
+        try:
+            backend_class(str(alias), **options)
+        except InvalidBackendError as exc:
+            errors.append(
+                Error(
+                    str(exc),
+                    hint=f"Options of {backend_class.__qualname__} and their defaults: {backend_class.default_options!r}.",
+                    id="django_notify.E006",
+                )
+            )
+    if not inboxes:
+        errors.append(
+            Error(
+                "No channel in DJANGO_NOTIFY['CHANNELS'] is the in-app inbox.",
+                hint='Add "in_app": {"BACKEND": "django_notify.backends.in_app.InAppBackend"}; '
+                "every notification is stored for the inbox and its API.",
+                id="django_notify.E008",
+            )
+        )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_registry(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    from django_notify.conf import notify_settings
+    from django_notify.registry import registry
+    from django_notify.rendering import compile_template
+
+    configured = notify_settings.CHANNELS if isinstance(getattr(settings, "DJANGO_NOTIFY", {}), Mapping) else {}
+    errors: list[CheckMessage] = []
+    for notification_type in registry:
+        for alias in notification_type.get_channels():
+            if alias not in configured:
+                errors.append(
+                    Error(
+                        f"Notification type {notification_type.key!r} lists channel {alias!r}, which is not configured.",
+                        hint=f'Add {alias!r} to DJANGO_NOTIFY["CHANNELS"] or remove it from the type. '
+                        f"Configured: {', '.join(configured) or 'none'}.",
+                        obj=notification_type,
+                        id="django_notify.E010",
+                    )
+                )
+        for part in ("title", "body", "url"):
+            try:
+                compile_template(getattr(notification_type, part))
+            except TemplateSyntaxError as exc:
+                errors.append(
+                    Error(
+                        f"Notification type {notification_type.key!r}: the {part} template does not compile: {exc}",
+                        obj=notification_type,
+                        id="django_notify.E011",
+                    )
+                )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_django_q(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    if not apps.is_installed("django_q"):
+        return []
+    q_cluster = getattr(settings, "Q_CLUSTER", {})
+    if not isinstance(q_cluster, Mapping):
+        q_cluster = {}
+    errors: list[CheckMessage] = []
+    if not any(q_cluster.get(key) for key in Q_BROKER_KEYS):
+        errors.append(
+            Error(
+                "Q_CLUSTER selects no broker, so django-q2 would use Redis on localhost.",
+                hint='Add "orm": "default" to Q_CLUSTER to queue tasks in the database (no Redis needed).',
+                id="django_notify.E020",
+            )
+        )
+    orm = q_cluster.get("orm")
+    if orm and orm not in settings.DATABASES:
+        errors.append(
+            Error(
+                f'Q_CLUSTER["orm"] is {orm!r}, which is not a key of DATABASES.',
+                hint=f"Use one of: {', '.join(settings.DATABASES)}.",
+                id="django_notify.E021",
+            )
+        )
+    timeout, retry = q_cluster.get("timeout"), q_cluster.get("retry", 60)
+    if not isinstance(timeout, (int, float)) or not isinstance(retry, (int, float)) or retry <= timeout:
+        errors.append(
+            Error(
+                f"Q_CLUSTER needs a timeout and a retry greater than it (timeout={timeout!r}, retry={retry!r}).",
+                hint="django-q2 hands a task to a second worker after `retry` seconds; if that is not longer "
+                'than `timeout`, one batch can run twice at once. Example: "timeout": 60, "retry": 120.',
+                id="django_notify.E022",
+            )
+        )
+    return errors

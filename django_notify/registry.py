@@ -1,0 +1,275 @@
+"""Notification types and the registry that holds them.
+
+A type is declared once, in code, usually in an app's ``notifications.py`` (found at
+start-up, like ``admin.py``)::
+
+    from django_notify import NotificationType, registry
+
+    registry.register(NotificationType(
+        key="low_stock_alert",
+        category="inventory",
+        title="Low stock: {{ item_name }}",
+        body="Only {{ quantity }} left.",
+        channels=["in_app", "email"],
+    ))
+
+    @registry.register
+    class OrderShipped(NotificationType):
+        key = "order_shipped"
+        category = "orders"
+        title = "Order {{ target.number }} is on its way"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar, overload
+
+from django.utils.module_loading import autodiscover_modules
+
+from django_notify.exceptions import (
+    AlreadyRegistered,
+    MissingContextError,
+    UnknownNotificationType,
+)
+from django_notify.rendering import RecipientProbe, one_line, render_template, truncate
+
+KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+KEY_MAX_LENGTH = 100
+CATEGORY_MAX_LENGTH = 50
+TITLE_MAX_LENGTH = 255
+URL_MAX_LENGTH = 2048
+
+#: Web Push ``Urgency`` values (RFC 8030 section 5.3), lowest first.
+PRIORITIES = ("very-low", "low", "normal", "high")
+
+#: Context names django_notify fills in itself.
+RESERVED_CONTEXT = frozenset({"recipient"})
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The text of one notification as shown in the inbox."""
+
+    title: str
+    body: str
+    url: str
+
+
+class NotificationType:
+    """A kind of notification: its key, category, templates and channels.
+
+    Declare one as an instance, ``NotificationType(key=..., title=...)``, or as a
+    subclass whose class attributes hold the same names. ``title``, ``body`` and
+    ``url`` are Django templates rendered with the context given to ``notify()``,
+    plus ``actor``, ``target`` and ``recipient``.
+    """
+
+    #: Stable identifier stored on every notification (lowercase, digits, ``_.-``).
+    key: str = ""
+    #: Group shown to users and used by preferences (e.g. ``"orders"``).
+    category: str = "general"
+    #: Human name for admin and preference screens; defaults to the key.
+    verbose_name: str = ""
+    #: One sentence on when this notification is sent.
+    description: str = ""
+    #: Title template: one line, at most 255 characters after rendering.
+    title: str = ""
+    #: Body template (plain text).
+    body: str = ""
+    #: Link template; ``notify(url=...)`` or the target's ``get_absolute_url()`` win.
+    url: str = ""
+    #: Channel aliases; ``None`` means ``DJANGO_NOTIFY["DEFAULT_CHANNELS"]``.
+    channels: Sequence[str] | None = None
+    #: Critical types cannot be muted by user preferences.
+    critical: bool = False
+    #: One of :data:`PRIORITIES`; sent as Web Push ``Urgency``.
+    priority: str = "normal"
+    #: Values for context variables that callers may leave out.
+    defaults: Mapping[str, Any] = {}
+    #: Context used by previews and ``notify_send_test``.
+    sample_context: Mapping[str, Any] = {}
+    #: How long an undelivered message on an external channel stays worth sending.
+    ttl: timedelta = timedelta(days=1)
+
+    _attribute_names: ClassVar[frozenset[str]] = frozenset(
+        {
+            "key",
+            "category",
+            "verbose_name",
+            "description",
+            "title",
+            "body",
+            "url",
+            "channels",
+            "critical",
+            "priority",
+            "defaults",
+            "sample_context",
+            "ttl",
+        }
+    )
+
+    def __init__(self, **attributes: Any) -> None:
+        unknown = set(attributes) - self._attribute_names
+        if unknown:
+            raise TypeError(
+                f"NotificationType got unknown attribute(s) {', '.join(sorted(unknown))}; "
+                f"valid ones are {', '.join(sorted(self._attribute_names))}."
+            )
+        for name, value in attributes.items():
+            setattr(self, name, value)
+        if self.channels is not None:
+            self.channels = tuple(self.channels)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if an attribute cannot work."""
+        if not isinstance(self.key, str) or not KEY_RE.match(self.key) or len(self.key) > KEY_MAX_LENGTH:
+            raise ValueError(
+                f"Notification type key {self.key!r} must be 1-{KEY_MAX_LENGTH} characters of "
+                "lowercase letters, digits, '_', '.' or '-', starting with a letter or digit."
+            )
+        if (
+            not isinstance(self.category, str)
+            or not KEY_RE.match(self.category)
+            or len(self.category) > CATEGORY_MAX_LENGTH
+        ):
+            raise ValueError(
+                f"Notification type {self.key!r}: category {self.category!r} must be 1-"
+                f"{CATEGORY_MAX_LENGTH} characters of lowercase letters, digits, '_', '.' or '-'."
+            )
+        if self.priority not in PRIORITIES:
+            raise ValueError(f"Notification type {self.key!r}: priority must be one of {', '.join(PRIORITIES)}.")
+        if self.channels is not None and (
+            isinstance(self.channels, str) or not all(isinstance(c, str) for c in self.channels)
+        ):
+            raise ValueError(f"Notification type {self.key!r}: channels must be a list of channel aliases.")
+        for name in ("title", "body", "url"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"Notification type {self.key!r}: {name} must be a template string.")
+        reserved = RESERVED_CONTEXT.intersection(self.defaults)
+        if reserved:
+            raise ValueError(f"Notification type {self.key!r}: defaults may not set {', '.join(sorted(reserved))}.")
+
+    def __repr__(self) -> str:
+        return f"<NotificationType {self.key!r}>"
+
+    def __str__(self) -> str:
+        return str(self.verbose_name or self.key)
+
+    def get_channels(self) -> tuple[str, ...]:
+        """The channel aliases this type is sent on."""
+        from django_notify.conf import notify_settings
+
+        return tuple(self.channels) if self.channels is not None else notify_settings.DEFAULT_CHANNELS
+
+    def get_context(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The full template context: the type's defaults under the caller's values."""
+        values = {**self.defaults, **(context or {})}
+        reserved = RESERVED_CONTEXT.intersection(context or {})
+        if reserved:
+            raise ValueError(
+                f"Notification type {self.key!r}: the context may not set {', '.join(sorted(reserved))}; "
+                "django_notify provides it for each recipient."
+            )
+        return values
+
+    def render(self, context: Mapping[str, Any]) -> Rendered:
+        """Render title, body and url; raise :class:`MissingContextError` on a gap."""
+        parts = {}
+        for part in ("title", "body", "url"):
+            output, missing = render_template(getattr(self, part), context)
+            if missing:
+                raise MissingContextError(self.key, part, missing, context.keys())
+            parts[part] = output
+        return Rendered(
+            title=truncate(one_line(parts["title"]), TITLE_MAX_LENGTH),
+            body=parts["body"].strip(),
+            url=parts["url"].strip(),
+        )
+
+    def render_shared(self, context: Mapping[str, Any]) -> Rendered | None:
+        """Render once for every recipient, or return ``None`` if the text is personal.
+
+        The templates see a probe as ``recipient``; if any of them looks at it, the
+        output differs per recipient and the caller renders per recipient instead.
+        """
+        probe = RecipientProbe()
+        probed = {**context, "recipient": probe}
+        outputs = {}
+        for part in ("title", "body", "url"):
+            outputs[part] = render_template(getattr(self, part), probed)
+            if probe.touched:
+                return None
+        for part, (_output, missing) in outputs.items():
+            if missing:
+                raise MissingContextError(self.key, part, missing, context.keys())
+        return Rendered(
+            title=truncate(one_line(outputs["title"][0]), TITLE_MAX_LENGTH),
+            body=outputs["body"][0].strip(),
+            url=outputs["url"][0].strip(),
+        )
+
+
+NT = TypeVar("NT", bound=NotificationType)
+
+
+class NotificationTypeRegistry:
+    """All notification types of the project, by key."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, NotificationType] = {}
+
+    @overload
+    def register(self, notification_type: type[NT]) -> type[NT]: ...
+    @overload
+    def register(self, notification_type: NT) -> NT: ...
+
+    def register(self, notification_type: NT | type[NT]) -> NT | type[NT]:
+        """Register a type instance, or a subclass (usable as a class decorator)."""
+        instance = notification_type() if isinstance(notification_type, type) else notification_type
+        if not isinstance(instance, NotificationType):
+            raise TypeError(f"registry.register() takes a NotificationType, not {notification_type!r}.")
+        existing = self._types.get(instance.key)
+        if existing is not None and existing is not instance:
+            raise AlreadyRegistered(f"A notification type with key {instance.key!r} is already registered.")
+        self._types[instance.key] = instance
+        return notification_type
+
+    def unregister(self, key: str | NotificationType | type[NotificationType]) -> None:
+        """Remove a type; an unknown key raises :class:`UnknownNotificationType`."""
+        self._types.pop(self.get(key).key)
+
+    def get(self, key: str | NotificationType | type[NotificationType]) -> NotificationType:
+        """The registered type for a key (or for a type object's key)."""
+        lookup = key if isinstance(key, str) else key.key
+        try:
+            return self._types[lookup]
+        except KeyError:
+            raise UnknownNotificationType(lookup, self._types) from None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._types
+
+    def __iter__(self) -> Iterator[NotificationType]:
+        return iter(sorted(self._types.values(), key=lambda t: (t.category, t.key)))
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def keys(self) -> list[str]:
+        return sorted(self._types)
+
+    def categories(self) -> list[str]:
+        return sorted({t.category for t in self._types.values()})
+
+    def autodiscover(self) -> None:
+        """Import every installed app's ``notifications`` module."""
+        autodiscover_modules("notifications")
+
+
+registry = NotificationTypeRegistry()

@@ -1,0 +1,27 @@
+"""Host-app models used by the tests as actors and targets."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Order(models.Model):
+    number = models.CharField(max_length=20)
+
+    def __str__(self) -> str:
+        return f"Order {self.number}"
+
+    def get_absolute_url(self) -> str:
+        return f"/orders/{self.pk}/"
+
+
+class Document(models.Model):
+    """A model with a UUID key, to prove generic references store string ids."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = models.CharField(max_length=50)
+
+    def __str__(self) -> str:
+        return self.name
