@@ -116,6 +116,7 @@ class AbstractNotification(models.Model):
     read_at = models.DateTimeField(_("read"), null=True, blank=True)
     archived_at = models.DateTimeField(_("archived"), null=True, blank=True)
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    # NULL, not "": unique constraints treat NULLs as distinct, so unkeyed rows never collide.
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
 
     objects = NotificationQuerySet.as_manager()
