@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import F, Model, QuerySet
 from django.db.models.constants import OnConflict
@@ -99,7 +100,10 @@ class NotificationWriter:
         skipped and absent from the result.
         """
         source = recipients.values(recipient_pk=F("pk"))
-        source_sql, source_params = source.query.get_compiler(self.using).as_sql()
+        try:
+            source_sql, source_params = source.query.get_compiler(self.using).as_sql()
+        except EmptyResultSet:  # e.g. User.objects.none()
+            return []
         sql = self._insert_sql.replace("<source>", source_sql)
         with self.connection.cursor() as cursor:
             cursor.execute(sql, (*self._insert_params, *source_params))
@@ -209,20 +213,21 @@ class NotificationWriter:
 def iter_chunks(recipients: QuerySet[Any], size: int, using: str) -> Iterator[QuerySet[Any]]:
     """Split a recipient queryset into primary-key ranges of at most ``size`` users.
 
-    Each range costs one query that reads a single key (the range's last one), so
-    the recipients are never loaded into Python.
+    Each range costs one query that reads at most two keys (the range's last one and
+    the next, to know whether another range follows), so the recipients are never
+    loaded into Python.
     """
     keys = recipients.using(using).order_by("pk").values_list("pk", flat=True).distinct()
     after = None
     while True:
         window = keys if after is None else keys.filter(pk__gt=after)
-        upto = next(iter(window[size - 1 : size]), None)
+        edge = list(window[size - 1 : size + 1])
         chunk = recipients.order_by()
         if after is not None:
             chunk = chunk.filter(pk__gt=after)
-        if upto is not None:
-            chunk = chunk.filter(pk__lte=upto)
+        if edge:
+            chunk = chunk.filter(pk__lte=edge[0])
         yield chunk.distinct()
-        if upto is None:
+        if len(edge) < 2:
             return
-        after = upto
+        after = edge[0]

@@ -122,9 +122,9 @@ class NotificationType:
             )
         for name, value in attributes.items():
             setattr(self, name, value)
+        self.validate()
         if self.channels is not None:
             self.channels = tuple(self.channels)
-        self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` if an attribute cannot work."""

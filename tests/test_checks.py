@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_notify import NotificationType
+from django_notify.checks import check_django_q, check_registry, check_settings
+from django_notify.testing import registered
+
+IN_APP = {"BACKEND": "django_notify.backends.in_app.InAppBackend"}
+Q_OK = {"name": "t", "orm": "default", "timeout": 30, "retry": 60}
+
+
+def ids(messages):
+    return [message.id for message in messages]
+
+
+def test_valid_settings_have_no_messages():
+    assert check_settings() == []
+    assert check_registry() == []
+    assert check_django_q() == []
+
+
+def test_checks_run_from_manage_py(settings):
+    settings.DJANGO_NOTIFY = {"CHANEL": {}}
+    with pytest.raises(SystemCheckError, match=r"django_notify\.E002"):
+        call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([], ["django_notify.E001"]),
+        ({"CHANELS": {}}, ["django_notify.E002"]),
+        ({"PAGE_SIZE": 0}, ["django_notify.E003"]),
+        ({"FANOUT_CHUNK_SIZE": "100"}, ["django_notify.E003"]),
+        ({"CREATE_THROTTLE_RATE": "lots"}, ["django_notify.E003"]),
+        ({"DEFAULT_CHANNELS": "in_app"}, ["django_notify.E003"]),
+        ({"CHANNELS": {"in_app": IN_APP, "email": "smtp"}}, ["django_notify.E004"]),
+        (
+            {"CHANNELS": {"in_app": IN_APP, "email": {"BACKEND": "x", "OPTIONS": {}, "EXTRA": 1}}},
+            ["django_notify.E004"],
+        ),
+        ({"CHANNELS": {"in_app": IN_APP, "email": {"BACKEND": "no.such.Backend"}}}, ["django_notify.E005"]),
+        (
+            {"CHANNELS": {"in_app": IN_APP, "email": {"BACKEND": "django_notify.conf.NotifySettings"}}},
+            ["django_notify.E005"],
+        ),
+        (
+            {
+                "CHANNELS": {
+                    "in_app": IN_APP,
+                    "email": {"BACKEND": "django_notify.backends.locmem.LocMemBackend", "OPTIONS": {"colour": 1}},
+                }
+            },
+            ["django_notify.E006"],
+        ),
+        (
+            {
+                "CHANNELS": {
+                    "in_app": IN_APP,
+                    "email": {
+                        "BACKEND": "django_notify.backends.locmem.LocMemBackend",
+                        "OPTIONS": {"outcome": "maybe"},
+                    },
+                }
+            },
+            ["django_notify.E006"],
+        ),
+        ({"DEFAULT_CHANNELS": ["in_app", "pigeon"]}, ["django_notify.E007"]),
+        (
+            {
+                "CHANNELS": {"email": {"BACKEND": "django_notify.backends.console.ConsoleBackend"}},
+                "DEFAULT_CHANNELS": ["email"],
+            },
+            ["django_notify.E008"],
+        ),
+    ],
+)
+def test_settings_errors_by_id(settings, value, expected):
+    settings.DJANGO_NOTIFY = value
+    assert ids(check_settings()) == expected
+
+
+def test_unknown_key_hint_suggests_the_closest_key(settings):
+    settings.DJANGO_NOTIFY = {"PAGESIZE": 10}
+    [error] = check_settings()
+    assert "'PAGE_SIZE'" in error.hint
+
+
+def test_type_with_unconfigured_channel():
+    with registered(NotificationType(key="pigeon_post", channels=["in_app", "pigeon"])):
+        messages = check_registry()
+    assert ids(messages) == ["django_notify.E010"]
+    assert "pigeon" in messages[0].msg
+
+
+def test_type_with_broken_template():
+    with registered(NotificationType(key="broken", title="{% if %}")):
+        assert ids(check_registry()) == ["django_notify.E011"]
+
+
+@pytest.mark.parametrize(
+    ("q_cluster", "expected"),
+    [
+        ({"name": "t", "timeout": 30, "retry": 60}, ["django_notify.E020"]),
+        ({**Q_OK, "orm": "replica"}, ["django_notify.E021"]),
+        ({**Q_OK, "timeout": None}, ["django_notify.E022"]),
+        ({**Q_OK, "timeout": 60, "retry": 60}, ["django_notify.E022"]),
+        ({"name": "t", "orm": "default", "timeout": 30}, []),  # retry defaults to 60
+        ({"name": "t", "redis": {"host": "127.0.0.1"}, "timeout": 30, "retry": 60}, []),
+    ],
+)
+def test_django_q_checks(settings, q_cluster, expected):
+    settings.Q_CLUSTER = q_cluster
+    assert ids(check_django_q()) == expected
+
+
+def test_django_q_checks_skip_when_not_installed(settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_q"]
+    settings.Q_CLUSTER = {}
+    assert check_django_q() == []

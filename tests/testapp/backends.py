@@ -1,0 +1,13 @@
+"""Channel backends used by the tests."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django_notify.backends.locmem import LocMemBackend
+
+
+class PerSubscriptionBackend(LocMemBackend):
+    """Like a push channel: one delivery per active push subscription."""
+
+    destination: ClassVar[str] = "push_subscription"
