@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
-from django.db.models import F, Model, QuerySet
+from django.db.models import F, Field, Model, QuerySet
 from django.db.models.constants import OnConflict
 
 from django_notify.models import (
@@ -63,15 +63,22 @@ class NotificationWriter:
 
     # -- notifications -----------------------------------------------------------
 
+    def _field(self, model: type[Model], name: str) -> tuple[Field[Any, Any], str]:
+        """A concrete field of ``model`` and its quoted column name."""
+        field = model._meta.get_field(name)
+        if not isinstance(field, Field) or field.column is None:
+            raise TypeError(f"{model.__name__}.{name} is not a concrete column.")
+        return field, self.connection.ops.quote_name(field.column)
+
     def _column(self, model: type[Model], name: str) -> str:
-        return self.connection.ops.quote_name(model._meta.get_field(name).column)
+        return self._field(model, name)[1]
 
     def _prepared(self, model: type[Model], values: dict[str, Any]) -> tuple[list[str], list[Any]]:
         columns, params = [], []
         for name, value in values.items():
-            field = model._meta.get_field(name)
-            columns.append(self.connection.ops.quote_name(field.column))  # type: ignore[union-attr]
-            params.append(field.get_db_prep_save(value, self.connection))  # type: ignore[union-attr]
+            field, column = self._field(model, name)
+            columns.append(column)
+            params.append(field.get_db_prep_save(value, self.connection))
         return columns, params
 
     def _build_insert(self, values: dict[str, Any]) -> tuple[str, list[Any]]:

@@ -72,6 +72,8 @@ def _optional_variables(template: Template) -> tuple[tuple[str, Any], ...]:
     """
     found: dict[str, Any] = {}
     for node in template.nodelist.get_nodes_by_type(VariableNode):
+        if not isinstance(node, VariableNode):
+            continue
         expression = node.filter_expression
         var = expression.var
         if not isinstance(var, Variable) or not var.lookups or len(var.lookups) != 1:

@@ -52,11 +52,12 @@ class NotifyResult:
         if self._single is None:
             return None
         recipient_id, key, created_id = self._single
+        found: Notification | None = None
         if created_id is not None:
-            return Notification.objects.get(pk=created_id)
-        if key is None:
-            return None
-        return Notification.objects.filter(recipient_id=recipient_id, type=self.type, idempotency_key=key).first()
+            found = Notification.objects.get(pk=created_id)
+        elif key is not None:
+            found = Notification.objects.filter(recipient_id=recipient_id, type=self.type, idempotency_key=key).first()
+        return found
 
 
 def notify(
@@ -212,7 +213,7 @@ def _recipient_ids(recipients: Any, user_model: type[models.Model]) -> list[Any]
                 raise InvalidRecipients("A recipient user has not been saved (its pk is None).")
             ids[item.pk] = None
         elif isinstance(item, (int, str)) and not isinstance(item, bool):
-            ids[user_model._meta.pk.to_python(item)] = None  # type: ignore[union-attr]
+            ids[user_model._meta.pk.to_python(item)] = None
         else:
             raise InvalidRecipients(f"{item!r} is neither a {user_model.__name__} nor a user id.")
     return list(ids)
@@ -223,7 +224,7 @@ def _single_recipient(recipients: Any) -> Any:
     if isinstance(recipients, user_model):
         return recipients.pk
     if isinstance(recipients, (int, str)) and not isinstance(recipients, bool):
-        return user_model._meta.pk.to_python(recipients)  # type: ignore[union-attr]
+        return user_model._meta.pk.to_python(recipients)
     return None
 
 

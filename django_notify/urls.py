@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import re_path
+from django.urls import URLPattern, re_path
 from rest_framework.routers import SimpleRouter
 
 from django_notify.api.views import NotificationTypeViewSet, NotificationViewSet
@@ -27,10 +27,12 @@ class OptionalSlashRouter(SimpleRouter):
     def get_urls(self) -> list[Any]:
         # The root list route of an empty prefix would become "^?$"; the include's
         # own prefix already decides its slash.
-        return [
-            re_path("^$", url.callback, name=url.name) if str(url.pattern) == "^?$" else url
-            for url in super().get_urls()
-        ]
+        urls = []
+        for url in super().get_urls():
+            if isinstance(url, URLPattern) and str(url.pattern) == "^?$":
+                url = re_path("^$", url.callback, name=url.name)
+            urls.append(url)
+        return urls
 
 
 router = OptionalSlashRouter()

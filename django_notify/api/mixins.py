@@ -7,7 +7,7 @@ only the caller's own notifications, so another user's id is a 404 everywhere.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -31,14 +31,14 @@ from django_notify.api.serializers import (
 )
 from django_notify.conf import notify_settings
 from django_notify.exceptions import NotifyError
-from django_notify.models import Notification
+from django_notify.models import Notification, NotificationQuerySet
 from django_notify.service import notify
 from django_notify.signals import notification_read
 
 if TYPE_CHECKING:
     from rest_framework.generics import GenericAPIView
 
-    _Base = GenericAPIView
+    _Base = GenericAPIView[Notification]
 else:
     _Base = object
 
@@ -50,15 +50,16 @@ class NotificationQuerysetMixin(_Base):
     ``?category=a,b`` and ``?type=x`` (comma-separated or repeated).
     """
 
-    def get_queryset(self) -> QuerySet[Notification]:
-        return Notification.objects.for_recipient(self.request.user.pk).visible()  # type: ignore[attr-defined,no-any-return]
+    def get_queryset(self) -> NotificationQuerySet:
+        queryset: NotificationQuerySet = Notification.objects.for_recipient(self.request.user.pk).visible()
+        return queryset
 
-    def filter_queryset(self, queryset: QuerySet[Notification]) -> QuerySet[Notification]:
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         queryset = super().filter_queryset(queryset)
         if getattr(self, "action", None) != "list":
             return queryset
         params = self.request.query_params
-        raw = {key: params.get(key) for key in ("unread", "archived") if key in params}
+        raw: dict[str, Any] = {key: params.get(key) for key in ("unread", "archived") if key in params}
         for key in ("category", "type"):
             values = [part for value in params.getlist(key) for part in value.split(",") if part]
             if values:
@@ -137,7 +138,7 @@ class MarkAllReadMixin(_Base):
     def mark_all_read(self, request: Request) -> Response:
         body = MarkAllReadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        queryset = self.get_queryset().unread()  # type: ignore[attr-defined]
+        queryset = cast(NotificationQuerySet, self.get_queryset()).unread()
         for name in ("category", "type"):
             if name in body.validated_data:
                 queryset = queryset.filter(**{name: body.validated_data[name]})
@@ -147,7 +148,8 @@ class MarkAllReadMixin(_Base):
 
     def perform_mark_all_read(self, queryset: QuerySet[Notification]) -> int:
         if not notification_read.has_listeners(Notification):
-            return queryset.mark_read()  # type: ignore[attr-defined,no-any-return]
+            changed: int = cast(NotificationQuerySet, queryset).mark_read()
+            return changed
         ids = list(queryset.values_list("pk", flat=True))
         changed = Notification.objects.filter(pk__in=ids).mark_read()
         notification_read.send(
@@ -172,7 +174,7 @@ class UnreadCountMixin(_Base):
         serializer_class=UnreadCountSerializer,
     )
     def unread_count(self, request: Request) -> Response:
-        count = self.get_queryset().filter(archived_at__isnull=True).unread().count()  # type: ignore[attr-defined]
+        count = cast(NotificationQuerySet, self.get_queryset()).unarchived().unread().count()
         digest = hashlib.blake2s(f"{request.user.pk}:{count}".encode(), digest_size=8).hexdigest()
         etag = quote_etag(digest)
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
@@ -202,12 +204,12 @@ class CreateNotificationMixin(_Base):
     def get_permissions(self) -> list[BasePermission]:
         if getattr(self, "action", None) == "create":
             return [import_string(path)() for path in notify_settings.CREATE_PERMISSION_CLASSES]
-        return super().get_permissions()  # type: ignore[no-any-return]
+        return list(super().get_permissions())  # type: ignore[arg-type]
 
     def get_throttles(self) -> list[BaseThrottle]:
         if getattr(self, "action", None) == "create" and notify_settings.CREATE_THROTTLE_RATE:
             return [CreateThrottle()]
-        return super().get_throttles()  # type: ignore[no-any-return]
+        return list(super().get_throttles())
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = NotificationCreateSerializer(data=request.data)

@@ -57,15 +57,17 @@ class InboxCursorPagination(BasePagination):
     def encode_cursor(visible_at: datetime, pk: int) -> str:
         return base64.urlsafe_b64encode(json.dumps([visible_at.isoformat(), pk]).encode()).decode("ascii")
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None) -> list[Any]:
+        if not isinstance(queryset, QuerySet):
+            raise TypeError("InboxCursorPagination pages a queryset of notifications.")
         size = self.get_page_size(request)
         position = self.decode_cursor(request)
-        queryset = queryset.order_by("-visible_at", "-id")
+        ordered = queryset.order_by("-visible_at", "-id")
         if position is not None:
             visible_at, pk = position
             # The redundant bound lets every database use the index range.
-            queryset = queryset.filter(visible_at__lte=visible_at).filter(Q(visible_at__lt=visible_at) | Q(id__lt=pk))
-        rows = list(queryset[: size + 1])
+            ordered = ordered.filter(visible_at__lte=visible_at).filter(Q(visible_at__lt=visible_at) | Q(id__lt=pk))
+        rows = list(ordered[: size + 1])
         self.next_url = None
         if len(rows) > size:
             rows = rows[:size]

@@ -36,7 +36,8 @@ class NotificationSerializer(serializers.Serializer[Notification]):
     title = serializers.CharField(read_only=True)
     body = serializers.CharField(read_only=True)
     url = serializers.CharField(read_only=True)
-    data = serializers.JSONField(read_only=True)
+    # DRF moves declared fields off the class, so Serializer.data stays a property.
+    data = serializers.JSONField(read_only=True)  # type: ignore[assignment]
     actor = ReferenceSerializer(read_only=True, allow_null=True)
     target = ReferenceSerializer(read_only=True, allow_null=True)
     unread = serializers.BooleanField(read_only=True)
@@ -115,9 +116,10 @@ class NotificationCreateSerializer(serializers.Serializer[Any]):
         min_length=1,
         help_text="User ids (primary keys).",
     )
-    context = serializers.DictField(required=False, default=dict)
+    # DRF moves declared fields off the class, so Field.context stays a property.
+    context = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
     url = serializers.CharField(required=False, allow_blank=True, max_length=URL_MAX_LENGTH)
-    data = serializers.DictField(required=False, default=dict)
+    data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
     channels = serializers.ListField(child=serializers.CharField(max_length=50), required=False, allow_empty=False)
     send_at = serializers.DateTimeField(required=False)
     expires_at = serializers.DateTimeField(required=False)
@@ -136,7 +138,7 @@ class NotificationCreateSerializer(serializers.Serializer[Any]):
         user_model = get_user_model()
         pk_field = user_model._meta.pk
         try:
-            ids = list(dict.fromkeys(pk_field.to_python(v) for v in value))  # type: ignore[union-attr]
+            ids = list(dict.fromkeys(pk_field.to_python(v) for v in value))
         except Exception:
             raise serializers.ValidationError("Recipients must be user ids.") from None
         found = set(user_model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))

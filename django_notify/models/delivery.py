@@ -18,14 +18,7 @@ class DeliveryStatus(models.TextChoices):
 
 
 #: States a delivery never leaves.
-TERMINAL_STATUSES = frozenset(
-    {
-        DeliveryStatus.SENT,
-        DeliveryStatus.FAILED,
-        DeliveryStatus.SKIPPED,
-        DeliveryStatus.EXPIRED,
-    }
-)
+TERMINAL_STATUSES: frozenset[str] = frozenset({"sent", "failed", "skipped", "expired"})
 
 
 class AbstractDelivery(models.Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -14,14 +14,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
 
-
-class NotificationQuerySet(models.QuerySet["AbstractNotification"]):
+class NotificationQuerySet(models.QuerySet["Notification"]):
     """Chainable filters for the inbox; each matches an index of the model."""
 
-    def for_recipient(self, user: AbstractBaseUser | int) -> NotificationQuerySet:
+    def for_recipient(self, user: Any) -> NotificationQuerySet:
+        """Rows of ``user`` (a user or a user id)."""
         return self.filter(recipient=user)
 
     def visible(self, now: datetime | None = None) -> NotificationQuerySet:
@@ -29,7 +27,7 @@ class NotificationQuerySet(models.QuerySet["AbstractNotification"]):
         now = now or timezone.now()
         return self.filter(visible_at__lte=now).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
-    def inbox(self, user: AbstractBaseUser | int, now: datetime | None = None) -> NotificationQuerySet:
+    def inbox(self, user: Any, now: datetime | None = None) -> NotificationQuerySet:
         """What ``user`` sees in the inbox (not archived)."""
         return self.for_recipient(user).visible(now).filter(archived_at__isnull=True)
 
@@ -165,7 +163,7 @@ class AbstractNotification(models.Model):
 
     def mark_read(self, now: datetime | None = None) -> bool:
         """Mark this notification read; return whether it was unread."""
-        changed = type(self)._default_manager.filter(pk=self.pk).mark_read(now)  # type: ignore[attr-defined]
+        changed = type(self)._default_manager.filter(pk=self.pk).mark_read(now)
         if changed:
             self.refresh_from_db(fields=["read_at", "seen_at"])
         return bool(changed)
