@@ -254,9 +254,10 @@ def _personal_rows(
 
 
 def _text_values(rendered: Rendered, url: str | None, target: Any) -> dict[str, Any]:
-    link = url if url is not None else rendered.url
-    if not link and hasattr(target, "get_absolute_url"):
-        link = target.get_absolute_url()
+    if url is not None:  # explicit, even "" (no link)
+        link = url
+    else:
+        link = rendered.url or (target.get_absolute_url() if hasattr(target, "get_absolute_url") else "")
     if len(link) > URL_MAX_LENGTH:
         raise ValueError(f"The notification URL is longer than {URL_MAX_LENGTH} characters.")
     return {

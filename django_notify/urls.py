@@ -18,20 +18,20 @@ app_name = "django_notify"
 
 
 class OptionalSlashRouter(SimpleRouter):
-    """A ``SimpleRouter`` whose routes match with or without a trailing slash."""
+    """A ``SimpleRouter`` whose routes also match without the trailing slash.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.trailing_slash = "/?"
+    ``reverse()`` gives the canonical form, with the slash; each route gets an
+    unnamed twin without it, so clients (and POSTs, which cannot be redirected by
+    ``APPEND_SLASH``) may use either.
+    """
 
     def get_urls(self) -> list[Any]:
-        # The root list route of an empty prefix would become "^?$"; the include's
-        # own prefix already decides its slash.
-        urls = []
+        urls: list[Any] = []
         for url in super().get_urls():
-            if isinstance(url, URLPattern) and str(url.pattern) == "^?$":
-                url = re_path("^$", url.callback, name=url.name)
             urls.append(url)
+            regex = str(url.pattern)
+            if isinstance(url, URLPattern) and regex.endswith("/$"):
+                urls.append(re_path(regex[:-2] + "$", url.callback))
         return urls
 
 

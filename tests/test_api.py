@@ -193,8 +193,10 @@ def test_delete_removes_deliveries(api_client, user):
     assert not Delivery.objects.exists()
 
 
-def test_trailing_slash_is_optional(api_client, user):
+def test_trailing_slash_is_optional_and_reverse_gives_it(api_client, user):
     [row] = make(user)
+    assert reverse("django_notify:notification-unread-count") == LIST + "unread-count/"
+    assert reverse("django_notify:notification-read", kwargs={"pk": 5}) == LIST + "5/read/"
     assert api_client.get(detail(row.pk).rstrip("/")).status_code == 200
     assert api_client.post(detail(row.pk, "read").rstrip("/")).status_code == 200
     assert api_client.get(LIST + "unread-count").status_code == 200
@@ -380,7 +382,8 @@ def test_malformed_json_is_400(api_client_factory, staff_user):
 def notification_routes():
     """Every route of the django_notify namespace, from the URL resolver."""
     _prefix, resolver = get_resolver().namespace_dict["django_notify"]
-    return [(pattern.name, pattern.callback) for pattern in resolver.url_patterns]
+    # Unnamed patterns are the slash-less twins of the named ones.
+    return [(pattern.name, pattern.callback) for pattern in resolver.url_patterns if pattern.name]
 
 
 def test_every_route_is_covered_by_the_idor_matrix():

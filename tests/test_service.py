@@ -248,6 +248,11 @@ def test_actor_target_and_url(user, staff_user):
     assert row.target_content_type == ContentType.objects.get_for_model(Order)
 
 
+def test_empty_url_means_no_link_even_with_a_target(user):
+    notify("low_stock", user, context=LOW_STOCK, target=Order.objects.create(number="C-1"), url="")
+    assert Notification.objects.get().url == ""
+
+
 def test_uuid_target_and_text_actor(user):
     document = Document.objects.create(name="Menu")
     notify("low_stock", user, context=LOW_STOCK, actor="System", target=document, url="/menu/")

@@ -62,7 +62,8 @@ class InboxCursorPagination(BasePagination):
             raise TypeError("InboxCursorPagination pages a queryset of notifications.")
         size = self.get_page_size(request)
         position = self.decode_cursor(request)
-        ordered = queryset.order_by("-visible_at", "-id")
+        newest_first = getattr(queryset, "newest_first", None)
+        ordered = newest_first() if newest_first else queryset.order_by("-visible_at", "-id")
         if position is not None:
             visible_at, pk = position
             # The redundant bound lets every database use the index range.

@@ -9,8 +9,10 @@ from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import connections, models
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import IsNull
+from django.db.models.sql.where import AND, WhereNode
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -30,6 +32,24 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
     def inbox(self, user: Any, now: datetime | None = None) -> NotificationQuerySet:
         """What ``user`` sees in the inbox (not archived)."""
         return self.for_recipient(user).visible(now).filter(archived_at__isnull=True)
+
+    def newest_first(self) -> NotificationQuerySet:
+        """Order newest first, by ``(visible_at, id)``, in the order the indexes hold.
+
+        On PostgreSQL, the columns the filters pin to ``NULL`` (``archived_at``, then
+        ``read_at``) lead the ``ORDER BY``. That changes nothing in the result, but
+        PostgreSQL does not treat ``IS NULL`` as an equality, and without them it
+        sorts all of the user's rows instead of reading the first page straight off
+        the index. SQLite and MySQL need no help, and MySQL would sort if asked.
+        """
+        prefix = []
+        if connections[self.db].vendor == "postgresql":
+            pinned = _pinned_to_null(self.query.where)
+            if "archived_at" in pinned:
+                prefix.append("-archived_at")
+                if "read_at" in pinned:
+                    prefix.append("-read_at")
+        return self.order_by(*prefix, "-visible_at", "-id")
 
     def unread(self) -> NotificationQuerySet:
         return self.filter(read_at__isnull=True)
@@ -123,7 +143,6 @@ class AbstractNotification(models.Model):
         abstract = True
         verbose_name = _("notification")
         verbose_name_plural = _("notifications")
-        ordering = ("-visible_at", "-id")
         indexes = [
             # The inbox, newest first, archived or not.
             models.Index(
@@ -174,6 +193,19 @@ class AbstractNotification(models.Model):
             "actor": _reference(self.actor_content_type_id, self.actor_object_id, self.actor_repr),
             "target": _reference(self.target_content_type_id, self.target_object_id, self.target_repr),
         }
+
+
+def _pinned_to_null(where: WhereNode) -> set[str]:
+    """Names of the fields that a top-level ``AND`` of the WHERE clause requires to be NULL."""
+    if where.connector != AND or where.negated:
+        return set()
+    names = set()
+    for child in where.children:
+        if isinstance(child, IsNull) and child.rhs is True:
+            names.add(child.lhs.target.name)
+        elif isinstance(child, WhereNode):
+            names |= _pinned_to_null(child)
+    return names
 
 
 def _reference(content_type_id: int | None, object_id: str, text: str) -> dict[str, Any] | None:

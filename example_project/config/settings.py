@@ -1,0 +1,109 @@
+"""Settings of the example project: a small restaurant back office using django_notify.
+
+For development only (DEBUG on, a fixed secret key). ``NOTIFY_DEMO_DB`` chooses the
+SQLite file; the default is ``example_project/db.sqlite3``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = "django-insecure-example-project-do-not-use-in-production"
+DEBUG = True
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "django_notify",
+    "restaurant",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("NOTIFY_DEMO_DB") or str(BASE_DIR / "db.sqlite3"),
+        # The web server and the worker write to the same file: wait for locks.
+        "OPTIONS": {"timeout": 20},
+        "CONN_MAX_AGE": 60,
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+LOGIN_URL = "rest_framework:login"
+LOGIN_REDIRECT_URL = "/"
+
+# Emails (a later issue switches the email channel to EmailBackend) go to the console.
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = "kitchen@example.com"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+}
+
+# django-q2 with the ORM broker: the queue lives in the database (no Redis).
+# save_limit 0 keeps no successful task results, which avoids django-q2 pruning
+# them under a lock that SQLite handles badly.
+Q_CLUSTER = {
+    "name": "example",
+    "orm": "default",
+    "timeout": 60,
+    "retry": 120,
+    "workers": 2,
+    "save_limit": 0,
+}
+
+DJANGO_NOTIFY = {
+    "CHANNELS": {
+        "in_app": {"BACKEND": "django_notify.backends.in_app.InAppBackend"},
+        "email": {"BACKEND": "django_notify.backends.console.ConsoleBackend"},
+    },
+}
