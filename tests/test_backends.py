@@ -80,7 +80,12 @@ def test_locmem_collects_messages(deliveries, notify_outbox):
     assert all(r.outcome is Outcome.SENT for r in results)
     assert [m.delivery_id for m in notify_outbox] == [d.pk for d in deliveries]
     message = notify_outbox[0]
-    assert (message.channel, message.title, message.url, message.data) == ("email", "Order A-7 placed", "/orders/7/", {"n": 7})
+    assert (message.channel, message.title, message.url, message.data) == (
+        "email",
+        "Order A-7 placed",
+        "/orders/7/",
+        {"n": 7},
+    )
     assert message.recipient_id == deliveries[0].notification.recipient_id
 
 

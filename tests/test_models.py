@@ -95,7 +95,9 @@ def test_deleting_a_user_deletes_their_notification_data(user_factory):
     user, other = user_factory(), user_factory()
     for owner in (user, other):
         notify("order_placed", owner, context={"order_number": "1", "total": "2"})
-        PushSubscription.objects.create(user=owner, endpoint=f"https://fcm.googleapis.com/{owner.pk}", p256dh="k", auth="a")
+        PushSubscription.objects.create(
+            user=owner, endpoint=f"https://fcm.googleapis.com/{owner.pk}", p256dh="k", auth="a"
+        )
         Preference.objects.create(user=owner, channel="email", enabled=False)
         UserPreferences.objects.create(user=owner, timezone="Europe/Berlin")
     get_user_model().objects.filter(pk=user.pk).delete()

@@ -57,7 +57,9 @@ class InboxCursorPagination(BasePagination):
     def encode_cursor(visible_at: datetime, pk: int) -> str:
         return base64.urlsafe_b64encode(json.dumps([visible_at.isoformat(), pk]).encode()).decode("ascii")
 
-    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any]:
         if not isinstance(queryset, QuerySet):
             raise TypeError("InboxCursorPagination pages a queryset of notifications.")
         size = self.get_page_size(request)

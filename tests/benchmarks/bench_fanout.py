@@ -199,7 +199,9 @@ class Bench:
         out: dict[str, Any] = {"vendor": self.vendor, "users": n, "reps": reps}
 
         self.log("baseline: one INSERT per recipient")
-        out["loop_autocommit_s"] = statistics.median(self.timed(lambda: self.per_row_loop(recipients, atomic=False), reps))
+        out["loop_autocommit_s"] = statistics.median(
+            self.timed(lambda: self.per_row_loop(recipients, atomic=False), reps)
+        )
         out["loop_atomic_s"] = statistics.median(self.timed(lambda: self.per_row_loop(recipients, atomic=True), reps))
 
         from django_notify import notify
