@@ -22,6 +22,7 @@ def test_valid_settings_have_no_messages():
     assert check_django_q() == []
 
 
+@pytest.mark.django_db  # Django 6.1's check command also runs the database checks
 def test_checks_run_from_manage_py(settings):
     settings.DJANGO_NOTIFY = {"CHANEL": {}}
     with pytest.raises(SystemCheckError, match=r"django_notify\.E002"):
