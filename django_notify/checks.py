@@ -11,6 +11,8 @@ Ids are stable: once shipped, an id is never reused for another problem.
 ``django_notify.E006``     a channel has unknown or invalid ``OPTIONS``
 ``django_notify.E007``     ``DEFAULT_CHANNELS`` names a channel that is not configured
 ``django_notify.E008``     no channel is the in-app inbox
+``django_notify.E009``     a channel alias is not a short identifier
+``django_notify.E012``     ``PAGE_SIZE`` is larger than ``MAX_PAGE_SIZE``
 ``django_notify.E010``     a notification type lists a channel that is not configured
 ``django_notify.E011``     a notification type's template does not compile
 ``django_notify.E020``     ``Q_CLUSTER`` selects no broker (django-q2 would use Redis)
@@ -22,6 +24,7 @@ Ids are stable: once shipped, an id is never reused for another problem.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +35,9 @@ from django.template import TemplateSyntaxError
 
 from django_notify.conf import DEFAULTS, VALIDATORS
 from django_notify.exceptions import InvalidBackendError
+
+ALIAS_MAX_LENGTH = 50  # Delivery.channel
+ALIAS_RE = re.compile(rf"^[a-z][a-z0-9_-]{{0,{ALIAS_MAX_LENGTH - 1}}}$")
 
 # Q_CLUSTER keys that pick a broker; without any of them django-q2 falls back to Redis.
 Q_BROKER_KEYS = (
@@ -79,6 +85,15 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                         id="django_notify.E003",
                     )
                 )
+    page, largest = (user_settings.get(key, DEFAULTS[key]) for key in ("PAGE_SIZE", "MAX_PAGE_SIZE"))
+    if isinstance(page, int) and isinstance(largest, int) and page > largest:
+        errors.append(
+            Error(
+                f'DJANGO_NOTIFY["PAGE_SIZE"] ({page}) is larger than DJANGO_NOTIFY["MAX_PAGE_SIZE"] ({largest}).',
+                hint="Raise MAX_PAGE_SIZE or lower PAGE_SIZE.",
+                id="django_notify.E012",
+            )
+        )
     channels = user_settings.get("CHANNELS", DEFAULTS["CHANNELS"])
     if isinstance(channels, Mapping):
         errors.extend(_check_channels(channels))
@@ -103,6 +118,16 @@ def _check_channels(channels: Mapping[Any, Any]) -> list[CheckMessage]:
     inboxes = 0
     for alias, config in channels.items():
         where = f'DJANGO_NOTIFY["CHANNELS"][{alias!r}]'
+        if not isinstance(alias, str) or not ALIAS_RE.match(alias):
+            errors.append(
+                Error(
+                    f"Channel alias {alias!r} must be 1-{ALIAS_MAX_LENGTH} characters of lowercase letters, "
+                    "digits, '_' or '-', starting with a letter.",
+                    hint="It is stored on every delivery row and used in preferences and the API.",
+                    id="django_notify.E009",
+                )
+            )
+            continue
         if not isinstance(config, Mapping) or "BACKEND" not in config or set(config) - {"BACKEND", "OPTIONS"}:
             errors.append(
                 Error(
@@ -156,7 +181,9 @@ def check_registry(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     from django_notify.registry import registry
     from django_notify.rendering import compile_template
 
-    configured = notify_settings.CHANNELS if isinstance(getattr(settings, "DJANGO_NOTIFY", {}), Mapping) else {}
+    if not isinstance(getattr(settings, "DJANGO_NOTIFY", {}), Mapping):
+        return []  # E001 says what is wrong; every type would look misconfigured
+    configured = notify_settings.CHANNELS
     errors: list[CheckMessage] = []
     for notification_type in registry:
         for alias in notification_type.get_channels():

@@ -130,15 +130,21 @@ class NotificationWriter:
         return list(found.values_list("pk", "recipient_id"))
 
     def insert_rows(self, rows: list[Notification]) -> list[tuple[int, Any]]:
-        """Insert notifications rendered one by one (personalised text)."""
-        Notification.objects.using(self.using).bulk_create(rows)
+        """Insert notifications rendered one by one (personalised text).
+
+        With an idempotency key, a row another transaction wrote meanwhile is skipped
+        (not an error); the rows written here are then found by their shared values.
+        """
+        manager = Notification.objects.using(self.using)
+        manager.bulk_create(rows, ignore_conflicts=self.deduplicate)
         if rows and rows[0].pk is None:
-            ids = Notification.objects.using(self.using).filter(
+            written = manager.filter(
                 recipient__in=[row.recipient_id for row in rows],
                 type=self.values["type"],
                 created_at=self.values["created_at"],
+                idempotency_key=self.values.get("idempotency_key"),
             )
-            return list(ids.values_list("pk", "recipient_id"))
+            return list(written.values_list("pk", "recipient_id"))
         return [(row.pk, row.recipient_id) for row in rows]
 
     # -- deliveries --------------------------------------------------------------

@@ -80,7 +80,8 @@ class NotificationType:
     title: str = ""
     #: Body template (plain text).
     body: str = ""
-    #: Link template; ``notify(url=...)`` or the target's ``get_absolute_url()`` win.
+    #: Link template. ``notify(url=...)`` wins over it; without either, the target's
+    #: ``get_absolute_url()`` is used.
     url: str = ""
     #: Channel aliases; ``None`` means ``DJANGO_NOTIFY["DEFAULT_CHANNELS"]``.
     channels: Sequence[str] | None = None
@@ -167,9 +168,12 @@ class NotificationType:
 
         return tuple(self.channels) if self.channels is not None else notify_settings.DEFAULT_CHANNELS
 
-    def get_context(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The full template context: the type's defaults under the caller's values."""
-        values = {**self.defaults, **(context or {})}
+    def get_context(self, context: Mapping[str, Any] | None, **provided: Any) -> dict[str, Any]:
+        """The full template context: the caller's values over ``provided`` over the type's defaults.
+
+        ``notify()`` provides ``actor`` and ``target``.
+        """
+        values = {**self.defaults, **provided, **(context or {})}
         reserved = RESERVED_CONTEXT.intersection(context or {})
         if reserved:
             raise ValueError(

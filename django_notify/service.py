@@ -93,9 +93,10 @@ def notify(
     outbox = [OutboxChannel(b.alias, b.destination) for b in backends if not b.is_inbox]
     has_inbox = any(b.is_inbox for b in backends)
 
-    full_context = notification_type.get_context(context)
-    full_context.setdefault("actor", actor)
-    full_context.setdefault("target", target)
+    # An absent actor or target is not in the context (a template that needs one fails
+    # clearly instead of rendering "None"), so the type's defaults can supply them.
+    given = {name: value for name, value in (("actor", actor), ("target", target)) if value is not None}
+    full_context = notification_type.get_context(context, **given)
     shared = notification_type.render_shared(full_context)
 
     now = timezone.now()

@@ -14,9 +14,11 @@ from django.dispatch import Signal
 #: provides args: notification_type, notifications (a queryset of the chunk's new rows)
 notification_created = Signal()
 
-#: Sent when notifications are marked read through the API or the model helpers.
+#: Sent when notifications are marked read by ``Notification.mark_read()`` or by the
+#: API's ``read/`` and ``mark-all-read/`` (not by the bulk ``queryset.mark_read()``).
 #: sender: the notification model.
-#: provides args: user, notifications (a queryset of the rows that changed state)
+#: provides args: user (who read them, or None if unknown),
+#: notifications (a queryset of the rows that changed state)
 notification_read = Signal()
 
 #: Sent after a delivery was accepted by its channel.

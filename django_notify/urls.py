@@ -12,7 +12,7 @@ from typing import Any
 from django.urls import URLPattern, re_path
 from rest_framework.routers import SimpleRouter
 
-from django_notify.api.views import NotificationTypeViewSet, NotificationViewSet
+from django_notify.api.views import NotificationTypeViewSet, NotificationViewSet, not_found
 
 app_name = "django_notify"
 
@@ -39,4 +39,4 @@ router = OptionalSlashRouter()
 router.register("types", NotificationTypeViewSet, basename="type")
 router.register("", NotificationViewSet, basename="notification")
 
-urlpatterns = router.urls
+urlpatterns = [*router.urls, re_path(r"^", not_found)]

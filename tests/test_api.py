@@ -442,3 +442,76 @@ def test_csrf_is_enforced_for_session_auth(api_client_factory, user):
 def test_api_works_with_default_channels(api_client, user):
     notify("low_stock", user, context=LOW_STOCK)
     assert len(api_client.get(LIST).json()["results"]) == 1
+
+
+# -- regressions -------------------------------------------------------------------
+
+
+def test_repeated_create_with_the_same_key_is_200(api_client_factory, staff_user, user):
+    client = api_client_factory(staff_user)
+    body = {"type": "low_stock", "recipients": [user.pk], "context": LOW_STOCK, "idempotency_key": "k"}
+    assert client.post(LIST, body, format="json").status_code == 201
+    again = client.post(LIST, body, format="json")
+    assert again.status_code == 200 and again.json()["existing"] == 1
+
+
+def test_anonymous_create_when_allowed_has_no_actor(db, user, settings):
+    settings.DJANGO_NOTIFY = {
+        **settings.DJANGO_NOTIFY,
+        "CREATE_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+        "CREATE_THROTTLE_RATE": None,
+    }
+    body = {"type": "low_stock", "recipients": [user.pk], "context": LOW_STOCK}
+    assert APIClient().post(LIST, body, format="json").status_code == 201
+    row = Notification.objects.get()
+    assert row.actor_content_type_id is None and row.actor_repr == ""
+
+
+def test_mark_all_read_leaves_archived_rows_like_the_count(api_client, user):
+    inbox, archived = make(user, 2)
+    Notification.objects.filter(pk=archived.pk).update(archived_at=timezone.now())
+    assert api_client.get(LIST + "unread-count/").json() == {"count": 1}
+    assert api_client.post(LIST + "mark-all-read/").json() == {"updated": 1}
+    archived.refresh_from_db()
+    assert archived.read_at is None
+
+
+def test_actions_answer_with_the_viewsets_serializer(user):
+    from rest_framework import serializers
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from django_notify.api.views import NotificationViewSet
+
+    class Slim(serializers.Serializer):
+        def to_representation(self, instance):
+            return {"id": instance.pk, "read": instance.read_at is not None}
+
+    class SlimViewSet(NotificationViewSet):
+        serializer_class = Slim
+
+    [row] = make(user)
+    for action, expected in (("read", True), ("unread", False), ("archive", False)):
+        request = APIRequestFactory().post(f"/{row.pk}/{action}/")
+        force_authenticate(request, user=user)
+        response = SlimViewSet.as_view({"post": action})(request, pk=str(row.pk))
+        assert response.data == {"id": row.pk, "read": expected}
+
+
+def test_unknown_paths_under_the_prefix_are_json_404(api_client):
+    for path in ("abc/", "abc", "1/nope/", "types/x/"):
+        response = api_client.get(LIST + path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not found."}
+
+
+def test_model_mark_read_sends_the_signal(user):
+    [row] = make(user)
+    received = []
+    notification_read.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="t-model")
+    try:
+        assert row.mark_read(user=user) is True
+        assert row.mark_read(user=user) is False
+    finally:
+        notification_read.disconnect(dispatch_uid="t-model")
+    assert len(received) == 1
+    assert received[0]["user"] == user and list(received[0]["notifications"]) == [row]

@@ -122,3 +122,22 @@ def test_django_q_checks_skip_when_not_installed(settings):
     settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_q"]
     settings.Q_CLUSTER = {}
     assert check_django_q() == []
+
+
+@pytest.mark.parametrize("alias", ["Email", "e-mail!", "x" * 51, ""])
+def test_channel_alias_must_be_a_short_identifier(settings, alias):
+    settings.DJANGO_NOTIFY = {
+        "CHANNELS": {"in_app": IN_APP, alias: {"BACKEND": "django_notify.backends.console.ConsoleBackend"}}
+    }
+    assert ids(check_settings()) == ["django_notify.E009"]
+
+
+def test_page_size_above_the_maximum(settings):
+    settings.DJANGO_NOTIFY = {"PAGE_SIZE": 50, "MAX_PAGE_SIZE": 40}
+    assert ids(check_settings()) == ["django_notify.E012"]
+
+
+def test_broken_setting_is_reported_once_not_per_type(settings):
+    settings.DJANGO_NOTIFY = ["not", "a", "dict"]
+    assert ids(check_settings()) == ["django_notify.E001"]
+    assert check_registry() == []

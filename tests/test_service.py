@@ -399,3 +399,45 @@ def test_capture_notifications(users):
     with capture_notifications() as later:
         pass
     assert later == []
+
+
+def test_type_defaults_do_not_override_actor_and_target(user, staff_user):
+    kind = NotificationType(key="by", title="{{ actor }} / {{ target }}", defaults={"actor": "Someone", "target": "x"})
+    with registered(kind):
+        notify("by", user, actor=staff_user)
+        notify("by", user, context={"actor": "Explicit"}, actor=staff_user)
+    titles = list(Notification.objects.order_by("pk").values_list("title", flat=True))
+    assert titles == [f"{staff_user} / x", "Explicit / x"]
+
+
+def test_personalised_rows_written_meanwhile_are_skipped_not_an_error(users):
+    """A concurrent notify() with the same key can insert between our check and our insert."""
+    from django_notify.fanout import NotificationWriter
+
+    now = timezone.now()
+    values = {
+        "type": "low_stock",
+        "category": "inventory",
+        "created_at": now,
+        "visible_at": now,
+        "idempotency_key": "k",
+    }
+    Notification.objects.create(
+        recipient=users[0],
+        title="earlier",
+        created_at=now - dt.timedelta(seconds=1),
+        **{k: v for k, v in values.items() if k != "created_at"},
+    )
+    writer = NotificationWriter("default", values, deduplicate=True, outbox=[], delivery_values={})
+    rows = [Notification(recipient_id=u.pk, title=f"hi {u.pk}", **values) for u in users[:2]]
+    written = writer.insert_rows(rows)
+    assert [recipient for _pk, recipient in written] == [users[1].pk]
+    assert Notification.objects.filter(recipient=users[0]).values_list("title", flat=True).get() == "earlier"
+
+
+def test_template_needing_an_absent_actor_fails_clearly(user):
+    with (
+        registered(NotificationType(key="by2", title="{{ actor }} did it")),
+        pytest.raises(MissingContextError, match="actor"),
+    ):
+        notify("by2", user)

@@ -25,13 +25,13 @@ from django_notify.api.serializers import (
     InboxFilterSerializer,
     MarkAllReadSerializer,
     NotificationCreateSerializer,
-    NotificationSerializer,
     NotifyResultSerializer,
     UnreadCountSerializer,
 )
 from django_notify.conf import notify_settings
 from django_notify.exceptions import NotifyError
 from django_notify.models import Notification, NotificationQuerySet
+from django_notify.models.notification import visible_q
 from django_notify.service import notify
 from django_notify.signals import notification_read
 
@@ -51,7 +51,7 @@ class NotificationQuerysetMixin(_Base):
     """
 
     def get_queryset(self) -> NotificationQuerySet:
-        queryset: NotificationQuerySet = Notification.objects.for_recipient(self.request.user.pk).visible()
+        queryset: NotificationQuerySet = Notification.objects.filter(visible_q(), recipient=self.request.user.pk)
         return queryset
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -67,14 +67,15 @@ class NotificationQuerysetMixin(_Base):
         filters = InboxFilterSerializer(data=raw)
         filters.is_valid(raise_exception=True)
         chosen = filters.validated_data
-        queryset = queryset.filter(archived_at__isnull=not chosen["archived"])
+        conditions: dict[str, Any] = {"archived_at__isnull": not chosen["archived"]}
         if chosen["unread"] is not None:
-            queryset = queryset.filter(read_at__isnull=chosen["unread"])
+            conditions["read_at__isnull"] = chosen["unread"]
         if chosen.get("category"):
-            queryset = queryset.filter(category__in=chosen["category"])
+            conditions["category__in"] = chosen["category"]
         if chosen.get("type"):
-            queryset = queryset.filter(type__in=chosen["type"])
-        return queryset
+            conditions["type__in"] = chosen["type"]
+        filtered: QuerySet[Any] = queryset.filter(**conditions)
+        return filtered
 
 
 class ReadStateMixin(_Base):
@@ -84,21 +85,16 @@ class ReadStateMixin(_Base):
     def read(self, request: Request, pk: str | None = None) -> Response:
         notification = self.get_object()
         self.perform_mark_read(notification)
-        return Response(NotificationSerializer(notification).data)
+        return Response(self.get_serializer(notification).data)
 
     @action(detail=True, methods=["post"])
     def unread(self, request: Request, pk: str | None = None) -> Response:
         notification = self.get_object()
         self.perform_mark_unread(notification)
-        return Response(NotificationSerializer(notification).data)
+        return Response(self.get_serializer(notification).data)
 
     def perform_mark_read(self, notification: Notification) -> None:
-        if notification.mark_read():
-            notification_read.send(
-                sender=type(notification),
-                user=self.request.user,
-                notifications=type(notification)._default_manager.filter(pk=notification.pk),
-            )
+        notification.mark_read(user=self.request.user)
 
     def perform_mark_unread(self, notification: Notification) -> None:
         if notification.read_at is not None:
@@ -115,7 +111,7 @@ class ArchiveMixin(_Base):
         if notification.archived_at is None:
             notification.archived_at = timezone.now()
             notification.save(update_fields=["archived_at"])
-        return Response(NotificationSerializer(notification).data)
+        return Response(self.get_serializer(notification).data)
 
     @action(detail=True, methods=["post"])
     def unarchive(self, request: Request, pk: str | None = None) -> Response:
@@ -123,11 +119,12 @@ class ArchiveMixin(_Base):
         if notification.archived_at is not None:
             notification.archived_at = None
             notification.save(update_fields=["archived_at"])
-        return Response(NotificationSerializer(notification).data)
+        return Response(self.get_serializer(notification).data)
 
 
 class MarkAllReadMixin(_Base):
-    """``POST mark-all-read/``, optionally narrowed by ``category``, ``type`` or ``before``."""
+    """``POST mark-all-read/``: the inbox's unread rows (not archived ones), optionally
+    narrowed by ``category``, ``type`` or ``before``."""
 
     @action(
         detail=False,
@@ -138,7 +135,8 @@ class MarkAllReadMixin(_Base):
     def mark_all_read(self, request: Request) -> Response:
         body = MarkAllReadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        queryset = cast(NotificationQuerySet, self.get_queryset()).unread()
+        # The inbox only, as the unread count: archived rows keep their state.
+        queryset = self.get_queryset().filter(archived_at__isnull=True, read_at__isnull=True)
         for name in ("category", "type"):
             if name in body.validated_data:
                 queryset = queryset.filter(**{name: body.validated_data[name]})
@@ -174,7 +172,7 @@ class UnreadCountMixin(_Base):
         serializer_class=UnreadCountSerializer,
     )
     def unread_count(self, request: Request) -> Response:
-        count = cast(NotificationQuerySet, self.get_queryset()).unarchived().unread().count()
+        count = self.get_queryset().filter(archived_at__isnull=True, read_at__isnull=True).count()
         digest = hashlib.blake2s(f"{request.user.pk}:{count}".encode(), digest_size=8).hexdigest()
         etag = quote_etag(digest)
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
@@ -215,13 +213,9 @@ class CreateNotificationMixin(_Base):
         body = NotificationCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         arguments = dict(body.validated_data)
+        actor = request.user if request.user.is_authenticated else None
         try:
-            result = notify(
-                arguments.pop("type"),
-                arguments.pop("recipients"),
-                actor=request.user,
-                **arguments,
-            )
+            result = notify(arguments.pop("type"), arguments.pop("recipients"), actor=actor, **arguments)
         except NotifyError as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from None
         data = NotifyResultSerializer(
@@ -231,7 +225,8 @@ class CreateNotificationMixin(_Base):
                 "deliveries": result.deliveries,
             }
         ).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        # Nothing new (every recipient already had this idempotency key): 200, not 201.
+        return Response(data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
 from rest_framework import mixins, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -61,3 +62,8 @@ class NotificationTypeViewSet(viewsets.ViewSet):
                 "channels": list(channels),
             }
         )
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other path under the API's prefix: a JSON 404, as from the API itself."""
+    return JsonResponse({"detail": "Not found."}, status=404)

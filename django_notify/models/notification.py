@@ -26,12 +26,12 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
 
     def visible(self, now: datetime | None = None) -> NotificationQuerySet:
         """In the inbox now: shown already and not expired."""
-        now = now or timezone.now()
-        return self.filter(visible_at__lte=now).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+        return self.filter(visible_q(now))
 
     def inbox(self, user: Any, now: datetime | None = None) -> NotificationQuerySet:
         """What ``user`` sees in the inbox (not archived)."""
-        return self.for_recipient(user).visible(now).filter(archived_at__isnull=True)
+        # One filter() call: each call clones the query, and this runs on every poll.
+        return self.filter(visible_q(now), recipient=user, archived_at__isnull=True)
 
     def newest_first(self) -> NotificationQuerySet:
         """Order newest first, by ``(visible_at, id)``, in the order the indexes hold.
@@ -180,11 +180,18 @@ class AbstractNotification(models.Model):
     def is_read(self) -> bool:
         return self.read_at is not None
 
-    def mark_read(self, now: datetime | None = None) -> bool:
-        """Mark this notification read; return whether it was unread."""
-        changed = type(self)._default_manager.filter(pk=self.pk).mark_read(now)
+    def mark_read(self, now: datetime | None = None, *, user: Any = None) -> bool:
+        """Mark this notification read; return whether it was unread.
+
+        Sends ``notification_read`` if it changed; ``user`` is who read it, if known.
+        """
+        from django_notify.signals import notification_read
+
+        rows = type(self)._default_manager.filter(pk=self.pk)
+        changed = rows.mark_read(now)
         if changed:
             self.refresh_from_db(fields=["read_at", "seen_at"])
+            notification_read.send(sender=type(self), user=user, notifications=rows)
         return bool(changed)
 
     def snapshot(self) -> dict[str, Any]:
@@ -193,6 +200,12 @@ class AbstractNotification(models.Model):
             "actor": _reference(self.actor_content_type_id, self.actor_object_id, self.actor_repr),
             "target": _reference(self.target_content_type_id, self.target_object_id, self.target_repr),
         }
+
+
+def visible_q(now: datetime | None = None) -> models.Q:
+    """The condition for "in the inbox at ``now``": shown already and not expired."""
+    now = now or timezone.now()
+    return models.Q(visible_at__lte=now) & (models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
 
 def _pinned_to_null(where: WhereNode) -> set[str]:

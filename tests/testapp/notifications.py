@@ -10,7 +10,7 @@ registry.register(
         category="orders",
         verbose_name="Order placed",
         title="Order {{ order_number }} placed",
-        body="{{ actor }} placed order {{ order_number }} for {{ total }}.",
+        body="Order {{ order_number }} for {{ total }}{% if actor %}, placed by {{ actor }}{% endif %}.",
         channels=["in_app", "email"],
         sample_context={"order_number": "A-1", "total": "12.50"},
     )
