@@ -225,17 +225,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         ),
         (
             _("State"),
-            {
-                "fields": (
-                    "created_at",
-                    "visible_at",
-                    "seen_at",
-                    "read_at",
-                    "archived_at",
-                    "expires_at",
-                    "idempotency_key",
-                )
-            },
+            {"fields": (*Notification.TIMES, "idempotency_key")},
         ),
     )
     inlines = (DeliveryInline,)

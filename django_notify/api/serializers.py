@@ -50,14 +50,6 @@ class NotificationSerializer(serializers.Serializer[Notification]):
 
     # One field instance for every row: DRF's formatting rules, without a Field per value.
     _as_text = staticmethod(serializers.DateTimeField().to_representation)
-    _datetimes = (
-        "created_at",
-        "visible_at",
-        "seen_at",
-        "read_at",
-        "archived_at",
-        "expires_at",
-    )
 
     def to_representation(self, instance: Notification) -> dict[str, Any]:
         # Inbox pages are polled often: build the dict directly (same output as the
@@ -74,7 +66,7 @@ class NotificationSerializer(serializers.Serializer[Notification]):
             **instance.snapshot(),
             "unread": instance.read_at is None,
         }
-        for name in self._datetimes:
+        for name in Notification.TIMES:
             value = getattr(instance, name)
             row[name] = None if value is None else as_text(value)
         return row

@@ -139,6 +139,9 @@ class AbstractNotification(models.Model):
 
     objects = NotificationQuerySet.as_manager()
 
+    #: The lifecycle timestamps, in order.
+    TIMES = ("created_at", "visible_at", "seen_at", "read_at", "archived_at", "expires_at")
+
     class Meta:
         abstract = True
         verbose_name = _("notification")
