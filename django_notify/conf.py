@@ -30,7 +30,28 @@ DEFAULTS: dict[str, Any] = {
     "CREATE_PERMISSION_CLASSES": ("rest_framework.permissions.IsAdminUser",),
     "CREATE_THROTTLE_RATE": "60/minute",
     "API_MAX_RECIPIENTS": 1000,
+    "DELIVERY_MODE": "queue",
+    "BATCH_SIZE": 500,
+    "LEASE_SECONDS": 300,
+    "RETRY_BASE_SECONDS": 30,
+    "RETRY_MAX_SECONDS": 3600,
+    "MAX_ATTEMPTS": 8,
+    "SWEEP_MINUTES": 1,
+    "DIGEST_CHANNEL": "email",
+    "DIGEST_HOUR": 8,
+    "DIGEST_WEEKDAY": 0,
+    "NOTIFICATION_RETENTION_DAYS": 180,
+    "DELIVERY_RETENTION_DAYS": 30,
+    "EVENT_RETENTION_DAYS": 180,
+    "HEALTH_MAX_LAG_SECONDS": 300,
+    "HEALTH_MAX_HEARTBEAT_SECONDS": 150,
+    "HEALTH_PERMISSION_CLASSES": ("rest_framework.permissions.AllowAny",),
+    "STATS_PERMISSION_CLASSES": ("rest_framework.permissions.IsAdminUser",),
+    "EVENT_TOKEN_MAX_AGE_DAYS": 30,
 }
+
+#: Values of ``DELIVERY_MODE``.
+DELIVERY_MODES = ("queue", "inline", "manual")
 
 
 def _user_settings() -> Mapping[str, Any]:
@@ -87,11 +108,115 @@ class NotifySettings:
         return int(self._get("API_MAX_RECIPIENTS"))
 
 
+    @property
+    def DELIVERY_MODE(self) -> str:
+        """``"queue"``: django-q2 tasks after commit; ``"inline"``: deliver in the
+        committing process (tests, scripts); ``"manual"``: only ``notify_process``."""
+        return str(self._get("DELIVERY_MODE"))
+
+    @property
+    def BATCH_SIZE(self) -> int:
+        """Deliveries one worker claims and sends at a time."""
+        return int(self._get("BATCH_SIZE"))
+
+    @property
+    def LEASE_SECONDS(self) -> int:
+        """How long a claim lasts; an unfinished claim is retried after it. Must exceed
+        django-q2's ``timeout``."""
+        return int(self._get("LEASE_SECONDS"))
+
+    @property
+    def RETRY_BASE_SECONDS(self) -> float:
+        """First retry delay ceiling; doubles per attempt (full jitter)."""
+        return float(self._get("RETRY_BASE_SECONDS"))
+
+    @property
+    def RETRY_MAX_SECONDS(self) -> float:
+        """Cap of any retry delay."""
+        return float(self._get("RETRY_MAX_SECONDS"))
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """Attempts before a delivery is failed (a dead letter)."""
+        return int(self._get("MAX_ATTEMPTS"))
+
+    @property
+    def SWEEP_MINUTES(self) -> int:
+        """Longest interval between sweeps (the sweeper also wakes for due retries)."""
+        return int(self._get("SWEEP_MINUTES"))
+
+    @property
+    def DIGEST_CHANNEL(self) -> str:
+        """The channel whose messages users may receive as daily or weekly digests."""
+        return str(self._get("DIGEST_CHANNEL"))
+
+    @property
+    def DIGEST_HOUR(self) -> int:
+        """Hour (0-23, the recipient's time zone) digests go out."""
+        return int(self._get("DIGEST_HOUR"))
+
+    @property
+    def DIGEST_WEEKDAY(self) -> int:
+        """Weekday of weekly digests: 0 is Monday."""
+        return int(self._get("DIGEST_WEEKDAY"))
+
+    @property
+    def NOTIFICATION_RETENTION_DAYS(self) -> int | None:
+        """Notifications older than this are deleted by ``notify_cleanup``; None keeps them."""
+        value = self._get("NOTIFICATION_RETENTION_DAYS")
+        return None if value is None else int(value)
+
+    @property
+    def DELIVERY_RETENTION_DAYS(self) -> int | None:
+        """Finished deliveries older than this are deleted; None keeps them."""
+        value = self._get("DELIVERY_RETENTION_DAYS")
+        return None if value is None else int(value)
+
+    @property
+    def EVENT_RETENTION_DAYS(self) -> int | None:
+        """Engagement events older than this are deleted; None keeps them."""
+        value = self._get("EVENT_RETENTION_DAYS")
+        return None if value is None else int(value)
+
+    @property
+    def HEALTH_MAX_LAG_SECONDS(self) -> int:
+        """``health/`` answers 503 when a due delivery has waited longer than this."""
+        return int(self._get("HEALTH_MAX_LAG_SECONDS"))
+
+    @property
+    def HEALTH_MAX_HEARTBEAT_SECONDS(self) -> int:
+        """``health/`` answers 503 when the sweeper has not run for this long."""
+        return int(self._get("HEALTH_MAX_HEARTBEAT_SECONDS"))
+
+    @property
+    def HEALTH_PERMISSION_CLASSES(self) -> tuple[str, ...]:
+        """DRF permission classes of ``health/`` (default: open, for load balancers)."""
+        return tuple(self._get("HEALTH_PERMISSION_CLASSES"))
+
+    @property
+    def STATS_PERMISSION_CLASSES(self) -> tuple[str, ...]:
+        """DRF permission classes of ``stats/`` (default: staff)."""
+        return tuple(self._get("STATS_PERMISSION_CLASSES"))
+
+    @property
+    def EVENT_TOKEN_MAX_AGE_DAYS(self) -> int:
+        """How long a delivery's signed tracking token is accepted by ``events/``."""
+        return int(self._get("EVENT_TOKEN_MAX_AGE_DAYS"))
+
+
 notify_settings = NotifySettings()
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return _is_int(value) and value > 0
+
+
+def _is_positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _is_str_sequence(value: Any) -> bool:
@@ -117,4 +242,22 @@ VALIDATORS: dict[str, tuple[Any, str]] = {
     "CREATE_PERMISSION_CLASSES": (_is_str_sequence, "a list of dotted paths"),
     "CREATE_THROTTLE_RATE": (_is_rate, 'a DRF rate such as "60/minute", or None'),
     "API_MAX_RECIPIENTS": (_is_positive_int, "a positive integer"),
+    "DELIVERY_MODE": (lambda v: v in DELIVERY_MODES, f"one of {', '.join(DELIVERY_MODES)}"),
+    "BATCH_SIZE": (_is_positive_int, "a positive integer"),
+    "LEASE_SECONDS": (_is_positive_int, "a positive integer"),
+    "RETRY_BASE_SECONDS": (_is_positive_number, "a positive number"),
+    "RETRY_MAX_SECONDS": (_is_positive_number, "a positive number"),
+    "MAX_ATTEMPTS": (_is_positive_int, "a positive integer"),
+    "SWEEP_MINUTES": (_is_positive_int, "a positive integer"),
+    "DIGEST_CHANNEL": (lambda v: isinstance(v, str), "a channel alias"),
+    "DIGEST_HOUR": (lambda v: _is_int(v) and 0 <= v <= 23, "an hour from 0 to 23"),
+    "DIGEST_WEEKDAY": (lambda v: _is_int(v) and 0 <= v <= 6, "a weekday from 0 (Monday) to 6"),
+    "NOTIFICATION_RETENTION_DAYS": (lambda v: v is None or _is_positive_int(v), "a positive integer or None"),
+    "DELIVERY_RETENTION_DAYS": (lambda v: v is None or _is_positive_int(v), "a positive integer or None"),
+    "EVENT_RETENTION_DAYS": (lambda v: v is None or _is_positive_int(v), "a positive integer or None"),
+    "HEALTH_MAX_LAG_SECONDS": (_is_positive_int, "a positive integer"),
+    "HEALTH_MAX_HEARTBEAT_SECONDS": (_is_positive_int, "a positive integer"),
+    "HEALTH_PERMISSION_CLASSES": (_is_str_sequence, "a list of dotted paths"),
+    "STATS_PERMISSION_CLASSES": (_is_str_sequence, "a list of dotted paths"),
+    "EVENT_TOKEN_MAX_AGE_DAYS": (_is_positive_int, "a positive integer"),
 }

@@ -63,6 +63,15 @@ class UnknownChannel(NotifyError, LookupError):
         )
 
 
+class ForbiddenChannel(NotifyError, ValueError):
+    """``notify(channels=...)`` names a channel the type forbids."""
+
+    def __init__(self, type_key: str, channels: Iterable[str]) -> None:
+        self.type_key = type_key
+        self.channels = sorted(channels)
+        super().__init__(f"Notification type {type_key!r} is never sent on {', '.join(self.channels)}.")
+
+
 class NotifyConfigurationError(ImproperlyConfigured):
     """django_notify is set up wrongly; the message names the setting to fix."""
 

@@ -177,6 +177,7 @@ class NotificationWriter:
             "attempts": 0,
             "destination": "",
             "last_error": "",
+            "digest": "",
         }
         columns, params = self._prepared(Delivery, values)
         channel_rows = " UNION ALL ".join(["SELECT %s AS alias"] * len(aliases))

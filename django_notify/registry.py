@@ -85,8 +85,12 @@ class NotificationType:
     url: str = ""
     #: Channel aliases; ``None`` means ``DJANGO_NOTIFY["DEFAULT_CHANNELS"]``.
     channels: Sequence[str] | None = None
-    #: Critical types cannot be muted by user preferences.
+    #: Critical types cannot be muted and are not held by quiet hours or digests.
     critical: bool = False
+    #: Channels users cannot mute for this type (it is still sent on its other channels).
+    required_channels: Sequence[str] = ()
+    #: Channels this type is never sent on, even if ``notify(channels=...)`` names them.
+    forbidden_channels: Sequence[str] = ()
     #: One of :data:`PRIORITIES`; sent as Web Push ``Urgency``.
     priority: str = "normal"
     #: Values for context variables that callers may leave out.
@@ -107,6 +111,8 @@ class NotificationType:
             "url",
             "channels",
             "critical",
+            "required_channels",
+            "forbidden_channels",
             "priority",
             "defaults",
             "sample_context",
@@ -126,6 +132,8 @@ class NotificationType:
         self.validate()
         if self.channels is not None:
             self.channels = tuple(self.channels)
+        self.required_channels = tuple(self.required_channels)
+        self.forbidden_channels = tuple(self.forbidden_channels)
 
     def validate(self) -> None:
         """Raise ``ValueError`` if an attribute cannot work."""
@@ -149,6 +157,13 @@ class NotificationType:
             isinstance(self.channels, str) or not all(isinstance(c, str) for c in self.channels)
         ):
             raise ValueError(f"Notification type {self.key!r}: channels must be a list of channel aliases.")
+        for name in ("required_channels", "forbidden_channels"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(c, str) for c in value):
+                raise ValueError(f"Notification type {self.key!r}: {name} must be a list of channel aliases.")
+        both = set(self.required_channels) & set(self.forbidden_channels)
+        if both:
+            raise ValueError(f"Notification type {self.key!r}: {', '.join(sorted(both))} both required and forbidden.")
         for name in ("title", "body", "url"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"Notification type {self.key!r}: {name} must be a template string.")
@@ -163,10 +178,15 @@ class NotificationType:
         return str(self.verbose_name or self.key)
 
     def get_channels(self) -> tuple[str, ...]:
-        """The channel aliases this type is sent on."""
+        """The channel aliases this type is sent on (never a forbidden one)."""
         from django_notify.conf import notify_settings
 
-        return tuple(self.channels) if self.channels is not None else notify_settings.DEFAULT_CHANNELS
+        channels = tuple(self.channels) if self.channels is not None else notify_settings.DEFAULT_CHANNELS
+        return tuple(c for c in channels if c not in self.forbidden_channels)
+
+    def is_locked(self, channel: str) -> bool:
+        """Whether users may not mute ``channel`` for this type."""
+        return self.critical or channel in self.required_channels
 
     def get_context(self, context: Mapping[str, Any] | None, **provided: Any) -> dict[str, Any]:
         """The full template context: the caller's values over ``provided`` over the type's defaults.

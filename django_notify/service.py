@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from django_notify.channels import channels as channel_handler
 from django_notify.conf import notify_settings
-from django_notify.exceptions import InvalidRecipients, UnknownChannel
+from django_notify.exceptions import ForbiddenChannel, InvalidRecipients, UnknownChannel
 from django_notify.fanout import NotificationWriter, OutboxChannel, iter_chunks
 from django_notify.models import Notification
 from django_notify.registry import (
@@ -85,6 +85,9 @@ def notify(
     """
     notification_type = registry.get(type)
     aliases = tuple(channels) if channels is not None else notification_type.get_channels()
+    forbidden = set(aliases) & set(notification_type.forbidden_channels)
+    if forbidden:
+        raise ForbiddenChannel(notification_type.key, forbidden)
     backends = []
     for alias in aliases:
         if alias not in channel_handler:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django_notify.models.delivery import AbstractDelivery, Delivery, DeliveryStatus
+from django_notify.models.delivery import TERMINAL_STATUSES, AbstractDelivery, Delivery, DeliveryStatus, EngineState
 from django_notify.models.engagement import (
     AbstractEngagementEvent,
     EngagementEvent,
@@ -40,10 +40,12 @@ __all__ = [
     "DigestFrequency",
     "EngagementEvent",
     "EngagementKind",
+    "EngineState",
     "Notification",
     "NotificationQuerySet",
     "Preference",
     "PushSubscription",
+    "TERMINAL_STATUSES",
     "TemplateOverride",
     "UserPreferences",
     "endpoint_digest",

@@ -26,6 +26,8 @@ class AbstractDelivery(models.Model):
 
     A worker claims a pending row by setting ``status`` to ``sending`` with a lease
     (``lease_id``, ``leased_until``); the row is due again if the lease runs out.
+    ``attempts`` counts the claims that tried to send it; a deferral (quiet hours,
+    a digest, a batch out of time) does not count.
     """
 
     Status = DeliveryStatus
@@ -64,6 +66,16 @@ class AbstractDelivery(models.Model):
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    finished_at = models.DateTimeField(
+        _("finished"), null=True, blank=True, help_text=_("When it reached its final state.")
+    )
+    digest = models.CharField(
+        _("digest"),
+        max_length=10,
+        blank=True,
+        choices=[("daily", _("daily digest")), ("weekly", _("weekly digest"))],
+        help_text=_("Held for this digest of the recipient; sent with it at next_attempt_at."),
+    )
     last_error = models.TextField(_("last error"), blank=True)
     provider_response = models.JSONField(_("provider response"), null=True, blank=True, encoder=DjangoJSONEncoder)
 
@@ -86,3 +98,22 @@ class AbstractDelivery(models.Model):
 
 class Delivery(AbstractDelivery):
     pass
+
+
+class EngineState(models.Model):
+    """Small named timestamps the delivery engine shares between processes.
+
+    ``sweeper`` and ``worker`` are heartbeats (for ``health/``); ``kick`` is set
+    while a delivery task is queued but not started, so bursts of ``notify()``
+    calls enqueue one task, not one each.
+    """
+
+    key = models.CharField(max_length=32, primary_key=True)
+    value = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("engine state")
+        verbose_name_plural = _("engine state")
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.value}"
