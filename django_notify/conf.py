@@ -107,7 +107,6 @@ class NotifySettings:
         """Most recipients one ``POST /`` may name."""
         return int(self._get("API_MAX_RECIPIENTS"))
 
-
     @property
     def DELIVERY_MODE(self) -> str:
         """``"queue"``: django-q2 tasks after commit; ``"inline"``: deliver in the
