@@ -10,7 +10,16 @@ class NotifyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from django_notify import checks  # noqa: F401  (registers the system checks)
         from django_notify.registry import registry
 
         registry.autodiscover()
+        post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="django_notify.ensure_schedules")
+
+
+def _ensure_schedules(**kwargs: object) -> None:
+    from django_notify.queue import ensure_schedules
+
+    ensure_schedules(**kwargs)

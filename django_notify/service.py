@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -169,7 +169,19 @@ def notify(
                 )
             if single is not None:
                 result._single = (single, idempotency_key, ids[0] if ids else None)
+    if result.deliveries:
+        # Bound to the caller's transaction: nothing is sent unless it commits.
+        transaction.on_commit(partial(_after_commit, result.deliveries, start), using=using)
     return result
+
+
+def _after_commit(count: int, start: datetime) -> None:
+    from django_notify import queue
+
+    if start <= timezone.now():
+        queue.kick(count)
+    else:
+        queue.wake_sweeper(start)
 
 
 def _recipient_chunks(recipients: Any, using: str) -> Iterator[models.QuerySet[Any]]:

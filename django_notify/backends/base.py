@@ -19,6 +19,7 @@ Write your own by subclassing and filling in :meth:`~BaseChannelBackend.send`::
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,7 @@ class Outcome(enum.Enum):
     RETRY = "retry"  #: transient failure; try again later
     FAILED = "failed"  #: permanent failure; do not try again
     GONE = "gone"  #: the destination no longer exists (e.g. push 404/410)
+    DEFERRED = "deferred"  #: not attempted (out of time, quiet hours): pending again, no attempt counted
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class DeliveryResult:
     def gone(cls, delivery: Delivery, reason: str, *, response: dict[str, Any] | None = None) -> DeliveryResult:
         return cls(delivery.pk, Outcome.GONE, reason=reason, response=response)
 
+    @classmethod
+    def deferred(cls, delivery: Delivery, reason: str, *, retry_at: datetime | None = None) -> DeliveryResult:
+        return cls(delivery.pk, Outcome.DEFERRED, reason=reason, retry_at=retry_at)
+
 
 class BaseChannelBackend:
     """Base class of channel backends; subclasses implement :meth:`send`.
@@ -100,6 +106,8 @@ class BaseChannelBackend:
     #: ``"user"``: one delivery per recipient; ``"push_subscription"``: one per
     #: active push subscription of the recipient.
     destination: ClassVar[str] = "user"
+    #: Whether :meth:`send_digest` is implemented, so users may choose digests here.
+    supports_digest: ClassVar[bool] = False
 
     def __init__(self, alias: str, **options: Any) -> None:
         unknown = set(options) - set(self.default_options)
@@ -119,12 +127,19 @@ class BaseChannelBackend:
     def validate_options(self) -> None:
         """Raise :class:`InvalidBackendError` naming the option if a value cannot work."""
 
-    def send_batch(self, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
-        """Send every delivery; return one result per delivery, in order."""
+    def send_batch(self, deliveries: Sequence[Delivery], *, deadline: float | None = None) -> list[DeliveryResult]:
+        """Send every delivery; return one result per delivery, in order.
+
+        ``deadline`` is a ``time.monotonic()`` value: deliveries not started by then
+        come back ``DEFERRED``, so a slow destination cannot outlast the claim's lease.
+        """
         self.open()
         try:
             results = []
             for delivery in deliveries:
+                if deadline is not None and time.monotonic() >= deadline:
+                    results.append(DeliveryResult.deferred(delivery, "the batch ran out of time"))
+                    continue
                 try:
                     results.append(self.send(delivery))
                 except Exception as exc:
@@ -132,6 +147,14 @@ class BaseChannelBackend:
             return results
         finally:
             self.close()
+
+    def send_digest(self, deliveries: Sequence[Delivery]) -> DeliveryResult:
+        """Send one message holding all ``deliveries`` (one recipient's digest).
+
+        The result applies to every delivery of the digest; its ``delivery_id`` is
+        the first one's. Only called if :attr:`supports_digest` is true.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} does not send digests")
 
     def open(self) -> None:
         """Hook: acquire what the batch shares (a connection, a session)."""

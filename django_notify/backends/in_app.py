@@ -20,6 +20,6 @@ class InAppBackend(BaseChannelBackend):
 
     is_inbox: ClassVar[bool] = True
 
-    def send_batch(self, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
+    def send_batch(self, deliveries: Sequence[Delivery], *, deadline: float | None = None) -> list[DeliveryResult]:
         # Nothing to send: the inbox reads the notification table directly.
         return [DeliveryResult.sent(delivery) for delivery in deliveries]

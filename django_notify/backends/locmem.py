@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_notify import testing
@@ -20,6 +21,7 @@ class LocMemBackend(BaseChannelBackend):
     """
 
     default_options: ClassVar[dict[str, Any]] = {"outcome": "sent"}
+    supports_digest: ClassVar[bool] = True
 
     def validate_options(self) -> None:
         valid = {outcome.value for outcome in Outcome}
@@ -38,3 +40,11 @@ class LocMemBackend(BaseChannelBackend):
             )
         testing.outbox.append(testing.OutboxMessage.from_delivery(delivery))
         return DeliveryResult.sent(delivery, destination=f"locmem:{delivery.notification.recipient_id}")
+
+    def send_digest(self, deliveries: Sequence[Delivery]) -> DeliveryResult:
+        first = deliveries[0]
+        outcome = Outcome(self.options["outcome"])
+        if outcome is not Outcome.SENT:
+            return DeliveryResult(first.pk, outcome, reason=f"LocMemBackend configured to answer {outcome.value}")
+        testing.outbox.append(testing.OutboxMessage.digest_of(deliveries))
+        return DeliveryResult.sent(first, destination=f"locmem:{first.notification.recipient_id}")

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,8 @@ class OutboxMessage:
     body: str
     url: str
     data: dict[str, Any] = field(default_factory=dict)
+    #: For a digest: the messages it holds (``type`` is then ``"digest"``).
+    items: tuple[OutboxMessage, ...] = ()
 
     @classmethod
     def from_delivery(cls, delivery: Delivery) -> OutboxMessage:
@@ -48,6 +50,22 @@ class OutboxMessage:
             body=notification.body,
             url=notification.url,
             data=dict(notification.data or {}),
+        )
+
+    @classmethod
+    def digest_of(cls, deliveries: Sequence[Delivery]) -> OutboxMessage:
+        items = tuple(cls.from_delivery(delivery) for delivery in deliveries)
+        first = items[0]
+        return cls(
+            channel=first.channel,
+            delivery_id=first.delivery_id,
+            notification_id=first.notification_id,
+            recipient_id=first.recipient_id,
+            type="digest",
+            title=f"{len(items)} notifications",
+            body="\n".join(item.title for item in items),
+            url="",
+            items=items,
         )
 
 

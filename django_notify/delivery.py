@@ -1,0 +1,469 @@
+"""The delivery engine: claim due outbox rows, send them, record what happened.
+
+One batch goes through three steps, and only the first holds a transaction:
+
+1. :func:`claim` takes up to ``BATCH_SIZE`` due rows for this worker alone:
+   ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it, then a
+   compare-and-set ``UPDATE … WHERE status = 'pending'`` that also protects SQLite.
+   Each claimed row gets a lease (``lease_id``, ``leased_until``) and one more
+   attempt; the transaction commits before any network I/O.
+2. :func:`process` decides each row with the recipient's preferences, quiet hours
+   and digest choice (loaded for the whole batch in two queries), then hands the
+   rest to the channel backends, each ``send_batch`` bounded by half the lease.
+3. The results are written in bulk, only to rows this worker still holds.
+
+A worker that dies leaves rows ``sending``; :func:`release_expired_leases` (run by
+the sweeper) puts them back once their lease has run out. Delivery is therefore
+at-least-once: a crash between a provider's "accepted" and step 3 sends again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import F, Min
+from django.utils import timezone
+
+from django_notify.backends.base import BaseChannelBackend, DeliveryResult, Outcome
+from django_notify.channels import channels
+from django_notify.conf import notify_settings
+from django_notify.models import Delivery, DeliveryStatus, PushSubscription
+from django_notify.preferences import RecipientPreferences, load_recipients, next_digest_time
+from django_notify.registry import NotificationType, registry
+from django_notify.signals import delivery_failed, delivery_sent, push_subscription_expired
+
+logger = logging.getLogger(__name__)
+
+#: Fields a batch may change; written back in one bulk update.
+RESULT_FIELDS = (
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "leased_until",
+    "lease_id",
+    "expires_at",
+    "sent_at",
+    "finished_at",
+    "last_error",
+    "provider_response",
+    "destination",
+    "digest",
+)
+
+
+@dataclass
+class BatchReport:
+    """What one batch (or one sweep) did, by final state."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    deferred: int = 0
+    failed: int = 0
+    expired: int = 0
+    skipped: int = 0
+    next_due: dt.datetime | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: BatchReport) -> None:
+        for name in ("claimed", "sent", "retried", "deferred", "failed", "expired", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.next_due = _earliest(self.next_due, other.next_due)
+
+
+def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds before the next try after failed attempt number ``attempt`` (1-based).
+
+    Full jitter: uniform in ``[0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**(attempt-1))]``.
+    """
+    ceiling = min(notify_settings.RETRY_MAX_SECONDS, notify_settings.RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return (rng or random).uniform(0, ceiling)
+
+
+def _db() -> str:
+    return router.db_for_write(Delivery)
+
+
+# -- step 1: claim -------------------------------------------------------------------
+
+
+def claim(limit: int, *, now: dt.datetime | None = None, digests: bool = False) -> tuple[uuid.UUID, list[Delivery]]:
+    """Lease up to ``limit`` due rows to this caller; return the lease and the rows.
+
+    ``digests`` claims the rows held for digests instead of the ordinary ones.
+    """
+    using = _db()
+    now = now or timezone.now()
+    lease = uuid.uuid4()
+    due = Delivery.objects.using(using).filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    due = due.exclude(digest="") if digests else due.filter(digest="")
+    with transaction.atomic(using=using):
+        if connections[using].features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+        if not ids:
+            return lease, []
+        # The status condition is the compare-and-set: a row another worker took
+        # between our SELECT and this UPDATE (SQLite has no row locks) is not ours.
+        Delivery.objects.using(using).filter(pk__in=ids, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.SENDING,
+            lease_id=lease,
+            leased_until=now + dt.timedelta(seconds=notify_settings.LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    rows = Delivery.objects.using(using).filter(lease_id=lease).select_related("notification", "subscription")
+    return lease, list(rows.order_by("pk"))
+
+
+# -- step 2: decide and send -------------------------------------------------------
+
+
+class _Batch:
+    """The decisions for one claimed batch, applied to the rows in memory."""
+
+    def __init__(self, rows: Sequence[Delivery], lease: uuid.UUID, now: dt.datetime) -> None:
+        self.rows = {row.pk: row for row in rows}
+        self.lease = lease
+        self.now = now
+        self.report = BatchReport(claimed=len(rows))
+        self.sent: list[tuple[Delivery, DeliveryResult, type[BaseChannelBackend]]] = []
+        self.failed: list[tuple[Delivery, DeliveryResult | None, type[BaseChannelBackend] | None]] = []
+        self.touched_subscriptions: dict[str, set[int]] = defaultdict(set)
+
+    # Each method below moves one row to its next state.
+
+    def finish(self, row: Delivery, status: str, reason: str = "") -> None:
+        row.status = status
+        row.finished_at = self.now
+        row.last_error = reason[:2000]
+        self._release(row)
+
+    def _release(self, row: Delivery) -> None:
+        row.lease_id = None
+        row.leased_until = None
+
+    def defer(self, row: Delivery, until: dt.datetime | None, reason: str, *, digest: str = "") -> None:
+        row.status = DeliveryStatus.PENDING
+        row.attempts = max(row.attempts - 1, 0)  # not an attempt
+        row.next_attempt_at = max(until or self.now, self.now)
+        row.last_error = reason
+        if digest:
+            row.digest = digest
+            row.expires_at = None  # a digest item waits for its digest, whatever the TTL
+        self._release(row)
+        self.report.deferred += 1
+        self.report.next_due = _earliest(self.report.next_due, row.next_attempt_at)
+
+    def skip(self, row: Delivery, reason: str) -> None:
+        self.finish(row, DeliveryStatus.SKIPPED, reason)
+        self.report.skipped += 1
+
+    def expire(self, row: Delivery, reason: str = "past its expiry time") -> None:
+        self.finish(row, DeliveryStatus.EXPIRED, reason)
+        self.report.expired += 1
+        self.failed.append((row, None, None))
+
+    def fail(
+        self,
+        row: Delivery,
+        reason: str,
+        result: DeliveryResult | None = None,
+        backend: type[BaseChannelBackend] | None = None,
+    ) -> None:
+        self.finish(row, DeliveryStatus.FAILED, reason)
+        self.report.failed += 1
+        self.failed.append((row, result, backend))
+
+    def apply(self, row: Delivery, result: DeliveryResult, backend: type[BaseChannelBackend]) -> None:
+        """Record a backend's result for ``row``."""
+        if result.response is not None:
+            row.provider_response = result.response
+        subscription = row.subscription_id
+        if result.outcome is Outcome.SENT:
+            row.sent_at = self.now
+            if result.destination:
+                row.destination = result.destination[:255]
+            self.finish(row, DeliveryStatus.SENT)
+            self.report.sent += 1
+            self.sent.append((row, result, backend))
+            if subscription:
+                self.touched_subscriptions["ok"].add(subscription)
+        elif result.outcome is Outcome.DEFERRED:
+            self.defer(row, result.retry_at, result.reason)
+        elif result.outcome is Outcome.RETRY:
+            self.retry(row, result, backend)
+            if subscription:
+                self.touched_subscriptions["failed"].add(subscription)
+        elif result.outcome is Outcome.GONE:
+            self.fail(row, f"gone: {result.reason}", result, backend)
+            if subscription:
+                self.touched_subscriptions["gone"].add(subscription)
+        else:
+            self.fail(row, result.reason or "failed", result, backend)
+            if subscription:
+                self.touched_subscriptions["failed"].add(subscription)
+
+    def retry(self, row: Delivery, result: DeliveryResult, backend: type[BaseChannelBackend]) -> None:
+        if row.attempts >= notify_settings.MAX_ATTEMPTS:
+            self.fail(row, f"gave up after {row.attempts} attempts: {result.reason}", result, backend)
+            return
+        at = self.now + dt.timedelta(seconds=backoff_delay(row.attempts))
+        if result.retry_at is not None:
+            # Retry-After is a floor; never wait longer than the backoff cap for it.
+            ceiling = self.now + dt.timedelta(seconds=notify_settings.RETRY_MAX_SECONDS)
+            at = max(at, min(result.retry_at, ceiling))
+        if row.expires_at is not None and at > row.expires_at:
+            self.expire(row, f"expired before its next attempt: {result.reason}")
+            return
+        row.status = DeliveryStatus.PENDING
+        row.next_attempt_at = at
+        row.last_error = result.reason[:2000]
+        self._release(row)
+        self.report.retried += 1
+        self.report.next_due = _earliest(self.report.next_due, at)
+
+
+def _type_of(row: Delivery) -> NotificationType | None:
+    key = row.notification.type
+    return registry.get(key) if key in registry else None
+
+
+def process(rows: Sequence[Delivery], lease: uuid.UUID, *, now: dt.datetime | None = None) -> BatchReport:
+    """Decide, send and record one claimed batch; never raises for a delivery's failure."""
+    now = now or timezone.now()
+    batch = _Batch(rows, lease, now)
+    if not rows:
+        return batch.report
+    deadline = time.monotonic() + notify_settings.LEASE_SECONDS / 2
+    recipients = load_recipients({row.notification.recipient_id for row in rows}, using=_db())
+    to_send: dict[str, list[Delivery]] = defaultdict(list)
+    for row in rows:
+        if _decide(batch, row, recipients[row.notification.recipient_id]):
+            to_send[row.channel].append(row)
+    for alias, group in to_send.items():
+        backend = channels[alias]
+        try:
+            results = backend.send_batch(group, deadline=deadline)
+        except Exception as exc:  # a bug in a backend must not lose the batch
+            logger.exception("Channel %r failed a whole batch", alias)
+            results = [DeliveryResult.retry(row, f"backend error: {type(exc).__name__}: {exc}") for row in group]
+        by_id = {result.delivery_id: result for result in results}
+        for row in group:
+            result = by_id.get(row.pk) or DeliveryResult.retry(row, "the backend returned no result for it")
+            batch.apply(row, result, type(backend))
+    _record(batch)
+    return batch.report
+
+
+def _decide(batch: _Batch, row: Delivery, recipient: RecipientPreferences) -> bool:
+    """Settle ``row`` without sending, or return True if it should be sent now."""
+    if row.expires_at is not None and row.expires_at <= batch.now:
+        batch.expire(row)
+        return False
+    notification_type = _type_of(row)
+    if notification_type is None:
+        batch.fail(row, f"notification type {row.notification.type!r} is no longer registered")
+        return False
+    if row.channel not in channels:
+        batch.fail(row, f"channel {row.channel!r} is no longer configured")
+        return False
+    backend = channels[row.channel]
+    if row.channel in notification_type.forbidden_channels:
+        batch.skip(row, "the type is never sent on this channel")
+        return False
+    if backend.destination == "push_subscription" and (row.subscription is None or not row.subscription.is_active):
+        batch.skip(row, "the push subscription is no longer active")
+        return False
+    if not recipient.allows(notification_type, row.channel):
+        batch.skip(row, "muted by the recipient's preferences")
+        return False
+    digest = recipient.digest(notification_type, row.channel) if backend.supports_digest else ""
+    if digest and not row.digest:
+        batch.defer(
+            row, next_digest_time(batch.now, recipient.zone, digest), f"held for the {digest} digest", digest=digest
+        )
+        return False
+    if not notification_type.critical:
+        until = recipient.quiet_until(batch.now)
+        if until is not None:
+            batch.defer(row, until, "deferred by quiet hours")
+            return False
+    return True
+
+
+# -- step 3: record ------------------------------------------------------------------
+
+
+def _record(batch: _Batch) -> None:
+    using = _db()
+    rows = list(batch.rows.values())
+    # Only rows this worker still holds: a lease that ran out belongs to another try.
+    owned = Delivery.objects.using(using).filter(lease_id=batch.lease)
+    written = owned.bulk_update(rows, RESULT_FIELDS, batch_size=_bulk_batch_size(using))
+    if written != len(rows):
+        logger.warning(
+            "Lost the lease on %d of %d deliveries; their results were not recorded.", len(rows) - written, len(rows)
+        )
+    _update_subscriptions(batch, using)
+    _send_signals(batch)
+
+
+def _bulk_batch_size(using: str) -> int:
+    # bulk_update binds two parameters per row and field; stay under SQLite's limit.
+    limit = connections[using].features.max_query_params or 10_000
+    return max(1, limit // (2 * len(RESULT_FIELDS) + 2))
+
+
+def _update_subscriptions(batch: _Batch, using: str) -> None:
+    touched = batch.touched_subscriptions
+    subscriptions = PushSubscription.objects.using(using)
+    if touched["ok"]:
+        subscriptions.filter(pk__in=touched["ok"]).update(last_success_at=batch.now, failure_count=0)
+    if touched["failed"]:
+        subscriptions.filter(pk__in=touched["failed"]).update(
+            last_failure_at=batch.now, failure_count=F("failure_count") + 1
+        )
+    if touched["gone"]:
+        gone = list(subscriptions.filter(pk__in=touched["gone"], is_active=True))
+        subscriptions.filter(pk__in=[s.pk for s in gone]).update(
+            is_active=False, deactivated_at=batch.now, deactivation_reason="gone", last_failure_at=batch.now
+        )
+        codes = {
+            row.subscription_id: (result.response or {}).get("status")
+            for row, result, _backend in batch.failed
+            if result is not None
+        }
+        for subscription in gone:
+            push_subscription_expired.send_robust(
+                sender=type(subscription), subscription=subscription, status_code=codes.get(subscription.pk)
+            )
+
+
+def _send_signals(batch: _Batch) -> None:
+    if delivery_sent.has_listeners():
+        for row, result, backend in batch.sent:
+            delivery_sent.send_robust(sender=backend, delivery=row, result=result)
+    if delivery_failed.has_listeners():
+        for row, failed_result, failed_backend in batch.failed:
+            delivery_failed.send_robust(sender=failed_backend or Delivery, delivery=row, result=failed_result)
+
+
+# -- digests -------------------------------------------------------------------------
+
+
+def send_digests(*, now: dt.datetime | None = None, limit: int = 5000) -> BatchReport:
+    """Send every due digest: one message per recipient and channel.
+
+    Items read in the inbox meanwhile are skipped, as are items the recipient has
+    since muted. Run by the sweeper alone, so a recipient's items are never split
+    between two concurrent digests.
+    """
+    now = now or timezone.now()
+    lease, rows = claim(limit, now=now, digests=True)
+    batch = _Batch(rows, lease, now)
+    if not rows:
+        return batch.report
+    recipients = load_recipients({row.notification.recipient_id for row in rows}, using=_db())
+    groups: dict[tuple[Any, str], list[Delivery]] = defaultdict(list)
+    for row in rows:
+        notification_type = _type_of(row)
+        if row.notification.read_at is not None:
+            batch.skip(row, "read before the digest was sent")
+        elif notification_type is None or row.channel not in channels:
+            batch.fail(row, "its type or channel is no longer configured")
+        elif not recipients[row.notification.recipient_id].allows(notification_type, row.channel):
+            batch.skip(row, "muted by the recipient's preferences")
+        else:
+            groups[(row.notification.recipient_id, row.channel)].append(row)
+    for (_recipient, alias), items in groups.items():
+        backend = channels[alias]
+        try:
+            result = backend.send_digest(items)
+        except Exception as exc:
+            logger.exception("Channel %r failed a digest", alias)
+            result = DeliveryResult.retry(items[0], f"backend error: {type(exc).__name__}: {exc}")
+        for item in items:
+            batch.apply(
+                item,
+                DeliveryResult(
+                    item.pk, result.outcome, result.reason, result.retry_at, result.response, result.destination
+                ),
+                type(backend),
+            )
+    _record(batch)
+    return batch.report
+
+
+# -- upkeep run by the sweeper -----------------------------------------------------
+
+
+def release_expired_leases(*, now: dt.datetime | None = None) -> int:
+    """Put rows of dead workers back in the queue; fail those that keep dying."""
+    now = now or timezone.now()
+    stale = Delivery.objects.using(_db()).filter(status=DeliveryStatus.SENDING, leased_until__lt=now)
+    reset = {"lease_id": None, "leased_until": None}
+    failed = stale.filter(attempts__gte=notify_settings.MAX_ATTEMPTS).update(
+        status=DeliveryStatus.FAILED,
+        finished_at=now,
+        last_error="its worker stopped during every attempt",
+        **reset,
+    )
+    released = stale.update(status=DeliveryStatus.PENDING, next_attempt_at=now, **reset)
+    return failed + released
+
+
+def expire_overdue(*, now: dt.datetime | None = None) -> int:
+    """Mark pending rows past their expiry time ``expired`` (they will not be claimed)."""
+    now = now or timezone.now()
+    overdue = Delivery.objects.using(_db()).filter(status=DeliveryStatus.PENDING, expires_at__lte=now)
+    if not delivery_failed.has_listeners():
+        return overdue.update(status=DeliveryStatus.EXPIRED, finished_at=now, last_error="past its expiry time")
+    rows = list(overdue.select_related("notification")[:5000])
+    Delivery.objects.using(_db()).filter(pk__in=[r.pk for r in rows], status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.EXPIRED, finished_at=now, last_error="past its expiry time"
+    )
+    for row in rows:
+        row.status = DeliveryStatus.EXPIRED
+        delivery_failed.send_robust(sender=Delivery, delivery=row, result=None)
+    return len(rows)
+
+
+def due_count(*, now: dt.datetime | None = None) -> int:
+    now = now or timezone.now()
+    return (
+        Delivery.objects.using(_db()).filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, digest="").count()
+    )
+
+
+def next_due_time() -> dt.datetime | None:
+    """When the earliest pending row (ordinary or digest) becomes due."""
+    found: dt.datetime | None = (
+        Delivery.objects.using(_db()).filter(status=DeliveryStatus.PENDING).aggregate(at=Min("next_attempt_at"))["at"]
+    )
+    return found
+
+
+def deliver_due(*, budget_seconds: float | None = None, now_func: Any = None) -> BatchReport:
+    """Claim and process batches until nothing is due or the time budget is spent."""
+    report = BatchReport()
+    started = time.monotonic()
+    while budget_seconds is None or time.monotonic() - started < budget_seconds:
+        now = now_func() if now_func else timezone.now()
+        lease, rows = claim(notify_settings.BATCH_SIZE, now=now)
+        if not rows:
+            break
+        report.add(process(rows, lease, now=now))
+    return report
