@@ -18,6 +18,8 @@ Ids are stable: once shipped, an id is never reused for another problem.
 ``django_notify.E020``     ``Q_CLUSTER`` selects no broker (django-q2 would use Redis)
 ``django_notify.E021``     ``Q_CLUSTER["orm"]`` is not a database alias
 ``django_notify.E022``     ``Q_CLUSTER`` timeout missing, or ``retry`` not above it
+``django_notify.E030``     ``DELIVERY_MODE`` is ``"queue"`` but ``django_q`` is not installed
+``django_notify.E031``     ``LEASE_SECONDS`` is not longer than ``Q_CLUSTER["timeout"]``
 =========================  =========================================================
 """
 
@@ -213,7 +215,18 @@ def check_registry(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
 
 @register(Tags.compatibility)
 def check_django_q(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    user_settings = getattr(settings, "DJANGO_NOTIFY", {})
+    mode = user_settings.get("DELIVERY_MODE", DEFAULTS["DELIVERY_MODE"]) if isinstance(user_settings, Mapping) else None
     if not apps.is_installed("django_q"):
+        if mode == "queue":
+            return [
+                Error(
+                    'DJANGO_NOTIFY["DELIVERY_MODE"] is "queue" but django_q is not in INSTALLED_APPS.',
+                    hint='Add "django_q" to INSTALLED_APPS (and run its worker, manage.py qcluster), or set '
+                    'DELIVERY_MODE to "manual" and run manage.py notify_process from a scheduler.',
+                    id="django_notify.E030",
+                )
+            ]
         return []
     q_cluster = getattr(settings, "Q_CLUSTER", {})
     if not isinstance(q_cluster, Mapping):
@@ -244,6 +257,18 @@ def check_django_q(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 hint="django-q2 hands a task to a second worker after `retry` seconds; if that is not longer "
                 'than `timeout`, one batch can run twice at once. Example: "timeout": 60, "retry": 120.',
                 id="django_notify.E022",
+            )
+        )
+    lease = (
+        user_settings.get("LEASE_SECONDS", DEFAULTS["LEASE_SECONDS"]) if isinstance(user_settings, Mapping) else None
+    )
+    if mode == "queue" and isinstance(timeout, (int, float)) and isinstance(lease, int) and lease <= timeout:
+        errors.append(
+            Error(
+                f'DJANGO_NOTIFY["LEASE_SECONDS"] ({lease}) must be longer than Q_CLUSTER["timeout"] ({timeout}).',
+                hint="A worker killed at the timeout leaves its batch leased; if the lease ran out first, "
+                "another worker could send the same batch while the first is still running.",
+                id="django_notify.E031",
             )
         )
     return errors

@@ -141,3 +141,33 @@ def test_broken_setting_is_reported_once_not_per_type(settings):
     settings.DJANGO_NOTIFY = ["not", "a", "dict"]
     assert ids(check_settings()) == ["django_notify.E001"]
     assert check_registry() == []
+
+
+def test_queue_mode_needs_django_q(settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_q"]
+    assert ids(check_django_q()) == ["django_notify.E030"]
+    settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, "DELIVERY_MODE": "manual"}
+    assert check_django_q() == []
+
+
+def test_lease_must_outlast_the_task_timeout(settings):
+    settings.Q_CLUSTER = {**Q_OK, "timeout": 300, "retry": 400}
+    settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, "LEASE_SECONDS": 300}
+    assert ids(check_django_q()) == ["django_notify.E031"]
+    settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, "DELIVERY_MODE": "inline"}
+    assert check_django_q() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DELIVERY_MODE", "async"),
+        ("DIGEST_HOUR", 24),
+        ("DIGEST_WEEKDAY", -1),
+        ("RETRY_BASE_SECONDS", 0),
+        ("DELIVERY_RETENTION_DAYS", 0),
+    ],
+)
+def test_engine_settings_are_validated(settings, key, value):
+    settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, key: value}
+    assert ids(check_settings()) == ["django_notify.E003"]
