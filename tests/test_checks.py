@@ -118,12 +118,6 @@ def test_django_q_checks(settings, q_cluster, expected):
     assert ids(check_django_q()) == expected
 
 
-def test_django_q_checks_skip_when_not_installed(settings):
-    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_q"]
-    settings.Q_CLUSTER = {}
-    assert check_django_q() == []
-
-
 @pytest.mark.parametrize("alias", ["Email", "e-mail!", "x" * 51, ""])
 def test_channel_alias_must_be_a_short_identifier(settings, alias):
     settings.DJANGO_NOTIFY = {
