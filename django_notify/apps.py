@@ -13,8 +13,10 @@ class NotifyConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from django_notify import checks  # noqa: F401  (registers the system checks)
-        from django_notify.registry import registry
+        from django_notify.registry import TEST_TYPE, registry
 
+        if TEST_TYPE.key not in registry:
+            registry.register(TEST_TYPE)
         registry.autodiscover()
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="django_notify.ensure_schedules")
 

@@ -297,3 +297,15 @@ class NotificationTypeRegistry:
 
 
 registry = NotificationTypeRegistry()
+
+#: The type of ``notify_send_test`` and the push test: critical, so no preference,
+#: quiet hours or digest holds it back.
+TEST_TYPE = NotificationType(
+    key="django_notify.test",
+    category="system",
+    verbose_name="Test notification",
+    description="Sent on request to check that a channel reaches you.",
+    title="Test notification",
+    body="If you can read this, notifications reach you here.",
+    critical=True,
+)

@@ -590,3 +590,22 @@ def test_notify_cleanup_command(engine_settings, user, capsys):
     call_command("notify_cleanup")
     assert "Deleted 1 notifications" in capsys.readouterr().out
     assert not Notification.objects.exists()
+
+
+def test_notify_send_test(engine_settings, user, capsys):
+    Preference.objects.create(user=user, enabled=False)  # the test type is critical: still sent
+    call_command("notify_send_test", user.username, "--channel", "in_app", "--channel", "scripted")
+    assert "1 deliveries on scripted" in capsys.readouterr().out
+    call_command("notify_process")
+    row = Delivery.objects.get()
+    assert (row.status, row.notification.type) == ("sent", "django_notify.test")
+    call_command("notify_send_test", str(user.pk), "--channel", "in_app")
+    assert Notification.objects.count() == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [(["nobody"], "No user"), (["{user}", "--channel", "pigeon"], "pigeon")])
+def test_notify_send_test_errors(engine_settings, user, args, message):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=message):
+        call_command("notify_send_test", *[a.replace("{user}", user.username) for a in args])
