@@ -13,7 +13,7 @@ import contextlib
 import operator
 import zoneinfo
 from collections.abc import Iterable
-from functools import reduce
+from functools import partial, reduce
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils import timezone
@@ -28,6 +29,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from django_notify import queue
 from django_notify.conf import notify_settings
 from django_notify.models import (
     Delivery,
@@ -316,9 +318,13 @@ class DeliveryAdmin(ReadOnlyAdmin):
             next_attempt_at=now,
             leased_until=None,
             lease_id=None,
+            finished_at=None,
             # A passed deadline would expire the row again before it is sent.
             expires_at=Case(When(expires_at__lte=now, then=Value(None)), default=F("expires_at")),
         )
+        if count:
+            # Each requeued row gets one more attempt, even past MAX_ATTEMPTS.
+            transaction.on_commit(partial(queue.kick, count))
         message = ngettext("%(count)d delivery requeued.", "%(count)d deliveries requeued.", count)
         self.report(request, message, count)
 

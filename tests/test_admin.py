@@ -402,7 +402,7 @@ def test_preference_form_rejects_unknown_scopes(admin_client: Client, alice: Any
 
     assert response.status_code == 200
     assert set(response.context["adminform"].form.errors) == {"channel", "category", "type"}
-    assert "Registered: low_stock, order_placed" in response.content.decode()
+    assert "Registered: django_notify.test, low_stock, order_placed" in response.content.decode()
     assert not Preference.objects.exists()
 
 
