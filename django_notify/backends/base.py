@@ -8,8 +8,8 @@ for that delivery only, so one bad destination never affects the others.
 
 Write your own by subclassing and filling in :meth:`~BaseChannelBackend.send`::
 
-    class WebhookBackend(BaseChannelBackend):
-        default_options = {"url": None, "timeout": 5.0}
+    class SmsBackend(BaseChannelBackend):
+        default_options = {"api_key": None, "timeout": 5.0}
 
         def send(self, delivery):
             ...
@@ -133,7 +133,10 @@ class BaseChannelBackend:
         ``deadline`` is a ``time.monotonic()`` value: deliveries not started by then
         come back ``DEFERRED``, so a slow destination cannot outlast the claim's lease.
         """
-        self.open()
+        try:
+            self.open()
+        except Exception as exc:
+            return [self.result_for_exception(delivery, exc) for delivery in deliveries]
         try:
             results = []
             for delivery in deliveries:
@@ -157,7 +160,13 @@ class BaseChannelBackend:
         raise NotImplementedError(f"{type(self).__qualname__} does not send digests")
 
     def open(self) -> None:
-        """Hook: acquire what the batch shares (a connection, a session)."""
+        """Hook: acquire what the batch shares (a connection, a session).
+
+        One instance serves every batch of its alias in a process (and, in
+        ``"inline"`` mode, possibly several threads): keep per-batch state in a
+        ``threading.local`` rather than on ``self``. An exception here becomes a
+        result for each delivery of the batch.
+        """
 
     def close(self) -> None:
         """Hook: release what :meth:`open` acquired. Runs even if sending failed."""
@@ -166,5 +175,9 @@ class BaseChannelBackend:
         raise NotImplementedError(f"{type(self).__module__}.{type(self).__qualname__} must implement send()")
 
     def result_for_exception(self, delivery: Delivery, exc: Exception) -> DeliveryResult:
-        """Classify an unexpected exception; by default it is worth a retry."""
+        """Classify an unexpected exception; by default it is worth a retry.
+
+        The reason is stored on the delivery and shown in the admin: override this
+        if your exceptions can carry secrets (tokens, URLs with credentials).
+        """
         return DeliveryResult.retry(delivery, f"{type(exc).__name__}: {exc}")
