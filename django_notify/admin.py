@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import operator
-import zoneinfo
 from collections.abc import Iterable
 from functools import partial, reduce
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -422,16 +421,6 @@ class ScopeForm(forms.ModelForm):  # type: ignore[type-arg]
         return _check_known(self.cleaned_data["channel"], notify_settings.CHANNELS, message)
 
 
-class UserPreferencesForm(forms.ModelForm):  # type: ignore[type-arg]
-    def clean_timezone(self) -> str:
-        value: str = self.cleaned_data["timezone"]
-        if value and value not in zoneinfo.available_timezones():
-            raise ValidationError(
-                _("%(value)s is not an IANA time zone name."), code="unknown", params={"value": value}
-            )
-        return value
-
-
 def _any(value: str) -> str:
     return value or str(_("any"))
 
@@ -462,7 +451,6 @@ class PreferenceAdmin(NotifyModelAdmin):
 
 @admin.register(UserPreferences)
 class UserPreferencesAdmin(NotifyModelAdmin):
-    form = UserPreferencesForm
     list_display = ("user", "timezone", "quiet_hours_start", "quiet_hours_end", "updated_at")
     list_select_related = ("user",)
     raw_id_fields = ("user",)

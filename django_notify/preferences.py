@@ -9,9 +9,14 @@ Resolution, for a delivery of type T (category C) on channel X:
 1. the in-app inbox is never muted (archiving is how a user dismisses it);
 2. a critical type, or a channel in T's ``required_channels``, is always on;
 3. otherwise the most specific matching :class:`~django_notify.models.Preference`
-   wins: a row for the type beats one for the category, which beats a global
-   row, and within each, a row for channel X beats one for every channel;
-4. with no matching row, the channel is on.
+   that sets ``enabled`` wins: a row for the type beats one for the category,
+   which beats a global row, and within each, a row for channel X beats one for
+   every channel;
+4. with no such row, the channel is on.
+
+The digest frequency is resolved the same way, among the rows that set a
+``frequency``: a row that only chooses a digest does not pin the switch, and a
+row that only switches a type does not cancel its category's digest.
 
 Preferences apply when a delivery is *sent*, not when it is created: muting email
 before a pending email goes out skips it (status ``skipped``); un-muting does not
@@ -122,9 +127,13 @@ class RecipientPreferences:
     rules: list[tuple[int, Preference]] = field(default_factory=list)
     settings: UserPreferences | None = None
 
-    def _winner(self, channel: str, category: str, type_key: str) -> Preference | None:
+    def rule_for(self, channel: str, category: str, type_key: str, setting: str) -> Preference | None:
+        """The most specific rule matching the scope that sets ``setting``
+        (``"enabled"`` or ``"frequency"``); ``type_key=""`` asks for a whole category."""
         best: tuple[int, Preference] | None = None
         for score, rule in self.rules:
+            if getattr(rule, setting) in (None, ""):
+                continue
             if (
                 rule.channel not in ("", channel)
                 or rule.category not in ("", category)
@@ -139,14 +148,14 @@ class RecipientPreferences:
         """Whether this recipient gets ``notification_type`` on ``channel``."""
         if inbox or notification_type.is_locked(channel):
             return True
-        rule = self._winner(channel, notification_type.category, notification_type.key)
-        return rule is None or rule.enabled
+        rule = self.rule_for(channel, notification_type.category, notification_type.key, "enabled")
+        return rule is None or bool(rule.enabled)
 
     def digest(self, notification_type: NotificationType, channel: str) -> str:
         """``"daily"`` or ``"weekly"`` if messages of this type go into a digest, else ``""``."""
         if channel != notify_settings.DIGEST_CHANNEL or notification_type.critical:
             return ""
-        rule = self._winner(channel, notification_type.category, notification_type.key)
+        rule = self.rule_for(channel, notification_type.category, notification_type.key, "frequency")
         return rule.frequency if rule is not None and rule.frequency in ("daily", "weekly") else ""
 
     @property

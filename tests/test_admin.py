@@ -419,7 +419,7 @@ def test_preference_form_saves_known_and_blank_scopes(admin_client: Client, alic
         "",
         "order_placed",
     )
-    assert preference.enabled is False  # an unticked checkbox
+    assert preference.enabled is None  # not chosen: inherits from a less specific rule
 
 
 @pytest.mark.parametrize(("value", "saved"), [("Mars/Olympus_Mons", False), ("Europe/Berlin", True)])
@@ -437,3 +437,16 @@ def test_template_override_form_rejects_an_unknown_type(admin_client: Client) ->
 
     assert set(response.context["adminform"].form.errors) == {"type"}
     assert not TemplateOverride.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "saved"),
+    [("22:00", "", False), ("", "07:00", False), ("07:00", "07:00", False), ("22:00", "07:00", True), ("", "", True)],
+)
+def test_user_preferences_form_checks_quiet_hours(
+    admin_client: Client, alice: Any, start: str, end: str, saved: bool
+) -> None:
+    data = {"user": alice.pk, "timezone": "Europe/Berlin", "quiet_hours_start": start, "quiet_hours_end": end}
+    response = admin_client.post(admin_url(UserPreferences, "add"), data)
+    assert response.status_code == (302 if saved else 200)
+    assert UserPreferences.objects.filter(user=alice).exists() is saved

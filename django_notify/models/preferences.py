@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -34,6 +37,19 @@ class AbstractUserPreferences(models.Model):
     def __str__(self) -> str:
         return f"preferences of user {self.user_id}"
 
+    def clean(self) -> None:
+        from django_notify.preferences import is_valid_zone
+
+        errors: dict[str, Any] = {}
+        if self.timezone and not is_valid_zone(self.timezone):
+            errors["timezone"] = _("%(value)s is not an IANA time zone name.") % {"value": self.timezone}
+        if (self.quiet_hours_start is None) != (self.quiet_hours_end is None):
+            errors["quiet_hours_end"] = _("Quiet hours need both a start and an end.")
+        elif self.quiet_hours_start is not None and self.quiet_hours_start == self.quiet_hours_end:
+            errors["quiet_hours_end"] = _("Quiet hours cannot start and end at the same time.")
+        if errors:
+            raise ValidationError(errors)
+
 
 class DigestFrequency(models.TextChoices):
     IMMEDIATE = "immediate", _("immediately")
@@ -42,9 +58,11 @@ class DigestFrequency(models.TextChoices):
 
 
 class AbstractPreference(models.Model):
-    """One switch: a channel (or all), for a category (or all), for a type (or all).
+    """A rule for a channel (or all), a category (or all), a type (or all).
 
-    Blank ``channel``, ``category`` or ``type`` mean "any"; the most specific row wins.
+    Blank ``channel``, ``category`` or ``type`` mean "any". A rule sets the switch
+    (``enabled``), the digest ``frequency``, or both; a blank one inherits. Each is
+    resolved on its own: the most specific rule that sets it wins.
     """
 
     Frequency = DigestFrequency
@@ -60,12 +78,16 @@ class AbstractPreference(models.Model):
     channel = models.CharField(_("channel"), max_length=50, blank=True)
     category = models.CharField(_("category"), max_length=50, blank=True)
     type = models.CharField(_("type"), max_length=100, blank=True)
-    enabled = models.BooleanField(_("enabled"), default=True)
+    enabled = models.BooleanField(
+        _("enabled"), null=True, blank=True, default=None, help_text=_("Blank: as a less specific rule says.")
+    )
     frequency = models.CharField(
         _("frequency"),
         max_length=10,
         choices=DigestFrequency.choices,
-        default=DigestFrequency.IMMEDIATE,
+        blank=True,
+        default="",
+        help_text=_("Blank: as a less specific rule says."),
     )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -82,7 +104,10 @@ class AbstractPreference(models.Model):
 
     def __str__(self) -> str:
         scope = "/".join(part or "*" for part in (self.channel, self.category, self.type))
-        return f"{scope}: {'on' if self.enabled else 'off'}"
+        settings = [{True: "on", False: "off"}[self.enabled]] if self.enabled is not None else []
+        if self.frequency:
+            settings.append(str(self.frequency))
+        return f"{scope}: {', '.join(settings) or 'inherit'}"
 
 
 class UserPreferences(AbstractUserPreferences):
