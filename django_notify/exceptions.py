@@ -72,6 +72,14 @@ class ForbiddenChannel(NotifyError, ValueError):
         super().__init__(f"Notification type {type_key!r} is never sent on {', '.join(self.channels)}.")
 
 
+class BadEventToken(NotifyError, ValueError):
+    """An engagement event token is malformed, tampered with, or ``expired``."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        self.expired = expired
+        super().__init__(message)
+
+
 class NotifyConfigurationError(ImproperlyConfigured):
     """django_notify is set up wrongly; the message names the setting to fix."""
 

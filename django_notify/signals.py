@@ -32,3 +32,9 @@ delivery_failed = Signal()
 #: Sent when a push service said a subscription is gone (404/410) and it was deactivated.
 #: sender: the subscription model. provides args: subscription, status_code
 push_subscription_expired = Signal()
+
+#: Sent after ``POST events/`` recorded an engagement event (and its effect on the
+#: notification's ``seen_at`` / ``read_at``) and the transaction committed.
+#: sender: the engagement event model. provides args: event, user (the logged-in
+#: caller, or None for a service worker's token)
+engagement_recorded = Signal()

@@ -12,6 +12,8 @@ from typing import Any
 from django.urls import URLPattern, re_path
 from rest_framework.routers import SimpleRouter
 
+from django_notify.api.engagement import EventViewSet, HealthViewSet, StatsViewSet
+from django_notify.api.preferences import PreferencesViewSet
 from django_notify.api.views import NotificationTypeViewSet, NotificationViewSet, not_found
 
 app_name = "django_notify"
@@ -37,6 +39,10 @@ class OptionalSlashRouter(SimpleRouter):
 
 router = OptionalSlashRouter()
 router.register("types", NotificationTypeViewSet, basename="type")
+router.register("events", EventViewSet, basename="event")
+router.register("stats", StatsViewSet, basename="stats")
+router.register("health", HealthViewSet, basename="health")
+router.register("settings", PreferencesViewSet, basename="settings")
 router.register("", NotificationViewSet, basename="notification")
 
 urlpatterns = [*router.urls, re_path(r"^", not_found)]

@@ -19,6 +19,7 @@ from django_notify.api.mixins import (
     UnreadCountMixin,
 )
 from django_notify.api.pagination import InboxCursorPagination
+from django_notify.api.preferences import digest_channel, locked_channels
 from django_notify.api.serializers import (
     NotificationSerializer,
     NotificationTypeSerializer,
@@ -55,11 +56,21 @@ class NotificationTypeViewSet(viewsets.ViewSet):
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         channels = notify_settings.CHANNELS
+        types = list(registry)
+        rows = NotificationTypeSerializer(types, many=True).data
         return Response(
             {
-                "types": NotificationTypeSerializer(list(registry), many=True).data,
+                "types": [
+                    {
+                        **row,
+                        "locked_channels": locked_channels(notification_type),
+                        "forbidden_channels": list(notification_type.forbidden_channels),
+                    }
+                    for notification_type, row in zip(types, rows, strict=True)
+                ],
                 "categories": registry.categories(),
                 "channels": list(channels),
+                "digest_channel": digest_channel(),
             }
         )
 
