@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY_RETENTION_DAYS": 30,
     "EVENT_RETENTION_DAYS": 180,
     "HEALTH_MAX_LAG_SECONDS": 300,
-    "HEALTH_MAX_HEARTBEAT_SECONDS": 150,
+    "HEALTH_MAX_HEARTBEAT_SECONDS": 120,
     "HEALTH_PERMISSION_CLASSES": ("rest_framework.permissions.AllowAny",),
     "STATS_PERMISSION_CLASSES": ("rest_framework.permissions.IsAdminUser",),
     "EVENT_TOKEN_MAX_AGE_DAYS": 30,

@@ -526,3 +526,14 @@ def test_model_mark_read_sends_the_signal(user):
         notification_read.disconnect(dispatch_uid="t-model")
     assert len(received) == 1
     assert received[0]["user"] == user and list(received[0]["notifications"]) == [row]
+
+
+@pytest.mark.parametrize("path", ["mark-all-read/", "", "settings/"])
+def test_deeply_nested_or_huge_json_is_400(api_client_factory, staff_user, path):
+    client = api_client_factory(staff_user)
+    method = client.patch if path == "settings/" else client.post
+    nested = "[" * 100_000 + "]" * 100_000
+    for body in (nested, '{"x": NaN}', '"' + "x" * 300_000 + '"'):
+        response = method(LIST + path, body, content_type="application/json")
+        assert response.status_code == 400, (path, response.status_code)
+        assert "detail" in response.json()

@@ -17,14 +17,14 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status, viewsets
-from rest_framework.exceptions import NotAuthenticated, ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
+from django_notify.api.parsers import SafeJSONParser
 from django_notify.conf import notify_settings
 from django_notify.exceptions import BadEventToken
 from django_notify.models import Delivery, DeliveryStatus, EngagementEvent, EngagementKind, EngineState, Notification
@@ -181,21 +181,10 @@ class EventThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-class EventJSONParser(JSONParser):
-    """JSON bodies of at most ``EVENT_BODY_MAX_BYTES``; deep nesting is a 400, not a 500."""
+class EventJSONParser(SafeJSONParser):
+    """Event bodies are small: at most ``EVENT_BODY_MAX_BYTES``."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
-        body = stream.read(EVENT_BODY_MAX_BYTES + 1)
-        if len(body) > EVENT_BODY_MAX_BYTES:
-            raise ParseError(f"The body is larger than {EVENT_BODY_MAX_BYTES} bytes.")
-        try:
-            return json.loads(body, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError) as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    max_bytes = EVENT_BODY_MAX_BYTES
 
 
 class RecordEventMixin(_Base):

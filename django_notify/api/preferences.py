@@ -27,6 +27,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from django_notify.api.parsers import SafeJSONParser
 from django_notify.channels import channels
 from django_notify.conf import notify_settings
 from django_notify.exceptions import UnknownChannel, UnknownNotificationType
@@ -467,3 +468,4 @@ class PreferencesViewSet(PreferencesMixin, viewsets.GenericViewSet):  # type: ig
     """``settings/``: the caller's channel, category and type switches, quiet hours and digests."""
 
     permission_classes = [IsAuthenticated]
+    parser_classes = [SafeJSONParser]

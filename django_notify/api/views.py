@@ -19,6 +19,7 @@ from django_notify.api.mixins import (
     UnreadCountMixin,
 )
 from django_notify.api.pagination import InboxCursorPagination
+from django_notify.api.parsers import SafeJSONParser
 from django_notify.api.preferences import digest_channel, locked_channels
 from django_notify.api.serializers import (
     NotificationSerializer,
@@ -45,6 +46,7 @@ class NotificationViewSet(
     serializer_class = NotificationSerializer
     pagination_class = InboxCursorPagination
     permission_classes = [IsAuthenticated]
+    parser_classes = [SafeJSONParser]
     lookup_value_regex = "[0-9]{1,18}"
 
 

@@ -27,9 +27,11 @@ class AbstractEngagementEvent(models.Model):
         related_name="events",
         verbose_name=_("notification"),
     )
+    # Events outlive their delivery (kept EVENT_RETENTION_DAYS, deliveries less); the
+    # channel is copied below, so statistics need nothing from the delivery.
     delivery = models.ForeignKey(
         "django_notify.Delivery",
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="events",
