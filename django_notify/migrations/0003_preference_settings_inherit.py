@@ -6,20 +6,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_notify', '0002_delivery_engine_state'),
+        ("django_notify", "0002_delivery_engine_state"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='preference',
-            name='enabled',
-            field=models.BooleanField(blank=True, default=None, help_text='Blank: as a less specific rule says.', null=True, verbose_name='enabled'),
+            model_name="preference",
+            name="enabled",
+            field=models.BooleanField(
+                blank=True,
+                default=None,
+                help_text="Blank: as a less specific rule says.",
+                null=True,
+                verbose_name="enabled",
+            ),
         ),
         migrations.AlterField(
-            model_name='preference',
-            name='frequency',
-            field=models.CharField(blank=True, choices=[('immediate', 'immediately'), ('daily', 'daily digest'), ('weekly', 'weekly digest')], default='', help_text='Blank: as a less specific rule says.', max_length=10, verbose_name='frequency'),
+            model_name="preference",
+            name="frequency",
+            field=models.CharField(
+                blank=True,
+                choices=[("immediate", "immediately"), ("daily", "daily digest"), ("weekly", "weekly digest")],
+                default="",
+                help_text="Blank: as a less specific rule says.",
+                max_length=10,
+                verbose_name="frequency",
+            ),
         ),
     ]
