@@ -175,6 +175,14 @@ def test_demo_serves_the_api(tmp_path: Path) -> None:
         status, _headers, body = request(f"{base}/admin/login/")
         assert status == 200
         assert b"csrfmiddlewaretoken" in body
+
+        # The demo's worker sends the email deliveries (console backend): none left pending.
+        deadline = time.monotonic() + 60
+        while query(db_path, "SELECT COUNT(*) FROM django_notify_delivery WHERE status != 'sent'")[0][0]:
+            assert time.monotonic() < deadline, f"the worker did not send the emails:\n{log_path.read_text()}"
+            time.sleep(0.5)
+        assert query(db_path, "SELECT COUNT(*) FROM django_notify_delivery WHERE status = 'sent'")[0][0] > 0
+        assert "[email] delivery" in log_path.read_text()
     finally:
         # The server leads its own session: end it and anything it started.
         with contextlib.suppress(ProcessLookupError):

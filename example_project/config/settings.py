@@ -97,7 +97,8 @@ Q_CLUSTER = {
     "orm": "default",
     "timeout": 60,
     "retry": 120,
-    "workers": 2,
+    # One worker: SQLite writes one transaction at a time (use PostgreSQL to scale).
+    "workers": 1,
     "save_limit": 0,
 }
 

@@ -2,13 +2,20 @@
 
 Migrates the database, creates the demo users, stock, orders and notifications
 (idempotently: running it again adds nothing), prints where to look, then runs
-the development server. ``--no-server`` stops after the set-up.
+the development server and a django-q2 worker (``qcluster``) together until
+Ctrl-C. ``--no-server`` stops after the set-up; ``--no-worker`` runs the server
+alone.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -64,6 +71,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Set up the data and exit without running the server.",
         )
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="Run the server without the django-q2 worker (emails then wait in the outbox).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
@@ -94,11 +106,38 @@ class Command(BaseCommand):
         for username, role, _staff, _superuser in USERS:
             self.stdout.write(f"  {f'{username} / {username}':<{width}}  {role}")
         self.stdout.write("")
-        self.stdout.write("Email notifications wait in the outbox: this demo does not start the worker (qcluster) yet.")
         if options["no_server"]:
             return
+        worker = None if options["no_worker"] else self.start_worker()
+        if worker is not None:
+            self.stdout.write(
+                f"Worker: qcluster running (pid {worker.pid}); email notifications are printed below as they are sent."
+            )
         self.stdout.write("")
-        call_command("runserver", addrport, use_reloader=False)
+        # A SIGTERM (from a process manager or a test) ends the demo like Ctrl-C, so
+        # the worker is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            call_command("runserver", addrport, use_reloader=False)
+        finally:
+            if worker is not None:
+                self.stop_worker(worker)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """``manage.py qcluster`` beside the server, in the same process group: Ctrl-C
+        in the terminal reaches both."""
+        manage = Path(__file__).resolve().parents[3] / "manage.py"
+        return subprocess.Popen([sys.executable, str(manage), "qcluster"], env=os.environ.copy())
+
+    def stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
+        if worker.poll() is not None:
+            return
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
     def create_users(self) -> dict[str, Any]:
         user_model = get_user_model()
