@@ -126,7 +126,10 @@ def claim(limit: int, *, now: dt.datetime | None = None, digests: bool = False) 
             leased_until=now + dt.timedelta(seconds=notify_settings.LEASE_SECONDS),
             attempts=F("attempts") + 1,
         )
-    rows = Delivery.objects.using(using).filter(lease_id=lease).select_related("notification", "subscription")
+    # By key (indexed), and the lease: rows the compare-and-set gave to another worker drop out.
+    rows = (
+        Delivery.objects.using(using).filter(pk__in=ids, lease_id=lease).select_related("notification", "subscription")
+    )
     return lease, list(rows.order_by("pk"))
 
 
@@ -189,16 +192,18 @@ class _Batch:
         self.report.failed += 1
         self.failed.append((row, result, backend))
 
-    def apply(self, row: Delivery, result: DeliveryResult, backend: type[BaseChannelBackend]) -> None:
-        """Record a backend's result for ``row``."""
+    def apply(
+        self, row: Delivery, result: DeliveryResult, backend: type[BaseChannelBackend], at: dt.datetime | None = None
+    ) -> None:
+        """Record a backend's result for ``row``; ``at`` is when its channel answered."""
         if result.response is not None:
             row.provider_response = result.response
         subscription = row.subscription_id
         if result.outcome is Outcome.SENT:
-            row.sent_at = self.now
             if result.destination:
                 row.destination = result.destination[:255]
             self.finish(row, DeliveryStatus.SENT)
+            row.sent_at = row.finished_at = at or self.now
             self.report.sent += 1
             self.sent.append((row, result, backend))
             if subscription:
@@ -262,10 +267,11 @@ def process(rows: Sequence[Delivery], lease: uuid.UUID, *, now: dt.datetime | No
         except Exception as exc:  # a bug in a backend must not lose the batch
             logger.exception("Channel %r failed a whole batch", alias)
             results = [DeliveryResult.retry(row, f"backend error: {type(exc).__name__}: {exc}") for row in group]
+        answered = timezone.now()  # one time per channel batch, so its rows share one UPDATE
         by_id = {result.delivery_id: result for result in results}
         for row in group:
             result = by_id.get(row.pk) or DeliveryResult.retry(row, "the backend returned no result for it")
-            batch.apply(row, result, type(backend))
+            batch.apply(row, result, type(backend), answered)
     _record(batch)
     return batch.report
 
