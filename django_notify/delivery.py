@@ -248,13 +248,20 @@ def _type_of(row: Delivery) -> NotificationType | None:
     return registry.get(key) if key in registry else None
 
 
-def process(rows: Sequence[Delivery], lease: uuid.UUID, *, now: dt.datetime | None = None) -> BatchReport:
-    """Decide, send and record one claimed batch; never raises for a delivery's failure."""
+def process(
+    rows: Sequence[Delivery], lease: uuid.UUID, *, now: dt.datetime | None = None, deadline: float | None = None
+) -> BatchReport:
+    """Decide, send and record one claimed batch; never raises for a delivery's failure.
+
+    Sending stops at ``deadline`` (a ``time.monotonic()`` value), and at half the
+    lease in any case; the rows not started by then are deferred, not attempted.
+    """
     now = now or timezone.now()
     batch = _Batch(rows, lease, now)
     if not rows:
         return batch.report
-    deadline = time.monotonic() + notify_settings.LEASE_SECONDS / 2
+    lease_deadline = time.monotonic() + notify_settings.LEASE_SECONDS / 2
+    deadline = lease_deadline if deadline is None else min(deadline, lease_deadline)
     recipients = load_recipients({row.notification.recipient_id for row in rows}, using=_db())
     to_send: dict[str, list[Delivery]] = defaultdict(list)
     for row in rows:
@@ -515,11 +522,13 @@ def next_due_time() -> dt.datetime | None:
 def deliver_due(*, budget_seconds: float | None = None, now_func: Any = None) -> BatchReport:
     """Claim and process batches until nothing is due or the time budget is spent."""
     report = BatchReport()
-    started = time.monotonic()
-    while budget_seconds is None or time.monotonic() - started < budget_seconds:
+    # The budget also bounds each batch: a slow channel must not keep a task past
+    # django-q2's timeout, which would kill it mid-batch and send its rows twice.
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    while deadline is None or time.monotonic() < deadline:
         now = now_func() if now_func else timezone.now()
         lease, rows = claim(notify_settings.BATCH_SIZE, now=now)
         if not rows:
             break
-        report.add(process(rows, lease, now=now))
+        report.add(process(rows, lease, now=now, deadline=deadline))
     return report

@@ -609,3 +609,13 @@ def test_notify_send_test_errors(engine_settings, user, args, message):
 
     with pytest.raises(CommandError, match=message):
         call_command("notify_send_test", *[a.replace("{user}", user.username) for a in args])
+
+
+def test_the_task_budget_bounds_a_batch(engine_settings, user_factory, monkeypatch):
+    """A slow channel stops at the task's budget; the rest is deferred, not attempted."""
+    clock = iter(range(1000))
+    monkeypatch.setattr(delivery.time, "monotonic", lambda: float(next(clock)))
+    make([user_factory() for _ in range(6)])
+    report = delivery.deliver_due(budget_seconds=4)
+    assert report.sent + report.deferred == 6 and 0 < report.deferred < 6
+    assert Delivery.objects.filter(status="pending", attempts=0).count() == report.deferred
