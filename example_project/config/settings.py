@@ -60,8 +60,10 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("NOTIFY_DEMO_DB") or str(BASE_DIR / "db.sqlite3"),
-        # The web server and the worker write to the same file: wait for locks.
-        "OPTIONS": {"timeout": 20},
+        # The web server and the worker write to the same file: wait for locks, and take
+        # the write lock when a transaction begins, so that a transaction that has read
+        # never fails at once with "database is locked" when it comes to write.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         "CONN_MAX_AGE": 60,
     }
 }
@@ -100,6 +102,7 @@ Q_CLUSTER = {
     # One worker: SQLite writes one transaction at a time (use PostgreSQL to scale).
     "workers": 1,
     "save_limit": 0,
+    "queue_limit": 1,  # prefetch no more tasks than there are workers (docs/howto/deploying.rst)
 }
 
 DJANGO_NOTIFY = {
