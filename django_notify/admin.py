@@ -29,6 +29,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_notify import queue
+from django_notify.api.push import browser_label
 from django_notify.conf import notify_settings
 from django_notify.models import (
     Delivery,
@@ -41,8 +42,10 @@ from django_notify.models import (
     TemplateOverride,
     UserPreferences,
 )
-from django_notify.registry import registry
+from django_notify.push import push_channel
+from django_notify.registry import TEST_TYPE, registry
 from django_notify.rendering import one_line, truncate
+from django_notify.service import notify
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -331,20 +334,56 @@ class DeliveryAdmin(ReadOnlyAdmin):
 # -- push subscriptions -----------------------------------------------------------
 
 
+class DeactivationReasonFilter(admin.SimpleListFilter):
+    """Why a subscription was deactivated, grouped: the backend writes free text after a fixed word."""
+
+    title = _("deactivation reason")
+    parameter_name = "deactivation"
+
+    #: (value, label, rows): the reasons :mod:`django_notify.backends.webpush` and this admin write.
+    REASONS: ClassVar[tuple[tuple[str, StrOrPromise, Q], ...]] = (
+        (
+            "gone",
+            _("Gone at the push service (404, 410)"),
+            Q(deactivation_reason__in=("HTTP 404", "HTTP 410", "gone")),
+        ),
+        ("endpoint", _("Endpoint refused (SSRF rules)"), Q(deactivation_reason__startswith="endpoint_")),
+        ("keys", _("Invalid subscription keys"), Q(deactivation_reason__startswith="bad subscription keys")),
+        ("vapid_key", _("Made with another VAPID key"), Q(deactivation_reason__startswith="subscribed with another")),
+        ("admin", _("Deactivated in the admin"), Q(deactivation_reason="admin")),
+    )
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
+        return [*((value, label) for value, label, _rows in self.REASONS), ("other", _("Other"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "other":
+            known = reduce(operator.or_, (rows for _value, _label, rows in self.REASONS))
+            return queryset.filter(is_active=False).exclude(known)
+        for option, _label, rows in self.REASONS:
+            if value == option:
+                return queryset.filter(rows)
+        return queryset
+
+
 @admin.register(PushSubscription)
 class PushSubscriptionAdmin(ReadOnlyAdmin):
+    """Subscriptions without their secrets: the endpoint shows as its push service's host only."""
+
     list_display = (
         "id",
         "user",
+        "browser",
         "push_service",
         "is_active",
-        "failure_count",
         "last_success_at",
         "last_failure_at",
+        "failure_count",
         "deactivation_reason",
         "created_at",
     )
-    list_filter = ("is_active",)
+    list_filter = ("is_active", DeactivationReasonFilter)
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     user_path = "user"
@@ -352,7 +391,9 @@ class PushSubscriptionAdmin(ReadOnlyAdmin):
     exclude = PUSH_SECRET_FIELDS
     fields = (
         "user",
+        "browser",
         "push_service",
+        "secrets",
         "vapid_key_id",
         "user_agent",
         "preferences",
@@ -366,12 +407,45 @@ class PushSubscriptionAdmin(ReadOnlyAdmin):
         "last_failure_at",
         "failure_count",
     )
-    readonly_fields = ("push_service",)
-    actions = ("deactivate", "reactivate")
+    readonly_fields = ("browser", "push_service", "secrets")
+    actions = ("send_test_push", "deactivate", "reactivate")
+
+    @admin.display(description=_("browser"))
+    def browser(self, obj: PushSubscription) -> str:
+        return browser_label(obj.user_agent) or "-"
 
     @admin.display(description=_("push service"))
     def push_service(self, obj: PushSubscription) -> str | None:
         return endpoint_host(obj.endpoint)
+
+    @admin.display(description=_("endpoint and keys"))
+    def secrets(self, obj: PushSubscription) -> StrOrPromise:
+        return _("hidden (secret)")
+
+    @admin.action(description=_("Send a test push"), permissions=["bulk_change"])
+    def send_test_push(self, request: HttpRequest, queryset: QuerySet[PushSubscription]) -> None:
+        backend = push_channel()
+        if backend is None:
+            self.message_user(
+                request,
+                _('Web Push is not configured: add a channel with WebPushBackend to DJANGO_NOTIFY["CHANNELS"].'),
+                messages.ERROR,
+            )
+            return
+        users = list(queryset.filter(is_active=True).order_by().values_list("user", flat=True).distinct())
+        if not users:
+            self.message_user(
+                request, _("None of the selected subscriptions is active: nothing sent."), messages.WARNING
+            )
+            return
+        # To each user's active subscriptions, as push/test/ does: the engine fans out per browser.
+        result = notify(TEST_TYPE, users, channels=[backend.alias])
+        queued = ngettext(
+            "Test push queued for %(users)d user: %(count)d deliveries, one per active subscription.",
+            "Test push queued for %(users)d users: %(count)d deliveries, one per active subscription.",
+            len(users),
+        ) % {"users": len(users), "count": result.deliveries}
+        self.message_user(request, queued, messages.SUCCESS)
 
     @admin.action(description=_("Deactivate"), permissions=["bulk_change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[PushSubscription]) -> None:

@@ -20,6 +20,7 @@ Ids are stable: once shipped, an id is never reused for another problem.
 ``django_notify.E022``     ``Q_CLUSTER`` timeout missing, or ``retry`` not above it
 ``django_notify.E030``     ``DELIVERY_MODE`` is ``"queue"`` but ``django_q`` is not installed
 ``django_notify.E031``     ``LEASE_SECONDS`` is not longer than ``Q_CLUSTER["timeout"]``
+``django_notify.W032``     the queue runs on an SQLite file without ``"transaction_mode": "IMMEDIATE"``
 =========================  =========================================================
 """
 
@@ -32,7 +33,8 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import router
 from django.template import TemplateSyntaxError
 
 from django_notify.conf import DEFAULTS, VALIDATORS
@@ -156,15 +158,18 @@ def _check_channels(channels: Mapping[Any, Any]) -> list[CheckMessage]:
             errors.append(Error(f'{where}["OPTIONS"] must be a dict.', id="django_notify.E006"))
             continue
         try:
-            backend_class(str(alias), **options)
+            backend = backend_class(str(alias), **options)
         except InvalidBackendError as exc:
             errors.append(
                 Error(
                     str(exc),
-                    hint=f"Options of {backend_class.__qualname__} and their defaults: {backend_class.default_options!r}.",
-                    id="django_notify.E006",
+                    hint=exc.hint
+                    or f"Options of {backend_class.__qualname__} and their defaults: {backend_class.default_options!r}.",
+                    id=exc.check_id or "django_notify.E006",
                 )
             )
+            continue
+        errors.extend(backend.check())
     if not inboxes:
         errors.append(
             Error(
@@ -271,4 +276,32 @@ def check_django_q(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 id="django_notify.E031",
             )
         )
+    if mode == "queue":
+        errors.extend(_check_sqlite_transaction_mode(q_cluster))
     return errors
+
+
+def _check_sqlite_transaction_mode(q_cluster: Mapping[str, Any]) -> list[CheckMessage]:
+    # The web process, the worker and django-q2's own processes all write to one file.
+    # A deferred transaction that has read and then writes fails at once with
+    # "database is locked" (the busy timeout does not apply), failing a sweep or a batch.
+    aliases = {q_cluster.get("orm") or "default", router.db_for_write(apps.get_model("django_notify", "Delivery"))}
+    warnings: list[CheckMessage] = []
+    for alias in sorted(a for a in aliases if a in settings.DATABASES):
+        config = settings.DATABASES[alias]
+        if config.get("ENGINE") != "django.db.backends.sqlite3":
+            continue
+        name, options = str(config.get("NAME") or ""), config.get("OPTIONS") or {}
+        if name in ("", ":memory:") or name.startswith("file::memory:") or "mode=memory" in name:
+            continue  # one process only: nothing to wait for
+        if str(options.get("transaction_mode", "")).upper() != "IMMEDIATE":
+            warnings.append(
+                Warning(
+                    f'DATABASES["{alias}"] is an SQLite file shared by the web process and the django-q2 '
+                    'workers, without "transaction_mode": "IMMEDIATE".',
+                    hint=f'Add "OPTIONS": {{"timeout": 20, "transaction_mode": "IMMEDIATE"}} to DATABASES["{alias}"], '
+                    'or workers will fail now and then with "database is locked".',
+                    id="django_notify.W032",
+                )
+            )
+    return warnings

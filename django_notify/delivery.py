@@ -39,7 +39,7 @@ from django_notify.backends.base import BaseChannelBackend, DeliveryResult, Outc
 from django_notify.channels import channels
 from django_notify.conf import notify_settings
 from django_notify.models import Delivery, DeliveryStatus, PushSubscription
-from django_notify.preferences import RecipientPreferences, load_recipients, next_digest_time
+from django_notify.preferences import RecipientPreferences, load_recipients, next_digest_time, subscription_allows
 from django_notify.registry import NotificationType, registry
 from django_notify.signals import delivery_failed, delivery_sent, push_subscription_expired
 
@@ -147,6 +147,8 @@ class _Batch:
         self.sent: list[tuple[Delivery, DeliveryResult, type[BaseChannelBackend]]] = []
         self.failed: list[tuple[Delivery, DeliveryResult | None, type[BaseChannelBackend] | None]] = []
         self.touched_subscriptions: dict[str, set[int]] = defaultdict(set)
+        #: Subscriptions a push service called gone: id -> (endpoint digest sent to, reason).
+        self.gone_subscriptions: dict[int, tuple[str, str]] = {}
 
     # Each method below moves one row to its next state.
 
@@ -216,8 +218,11 @@ class _Batch:
                 self.touched_subscriptions["failed"].add(subscription)
         elif result.outcome is Outcome.GONE:
             self.fail(row, f"gone: {result.reason}", result, backend)
-            if subscription:
-                self.touched_subscriptions["gone"].add(subscription)
+            if subscription and row.subscription is not None:
+                # The endpoint as claimed, which the backend sent to: a browser may have moved
+                # the subscription to a new endpoint since, and a late 410 must not end that.
+                sent_to = row.subscription.endpoint_sha256
+                self.gone_subscriptions[subscription] = (sent_to, result.reason[:100] or "gone")
         else:
             self.fail(row, result.reason or "failed", result, backend)
             if subscription:
@@ -299,9 +304,13 @@ def _decide(batch: _Batch, row: Delivery, recipient: RecipientPreferences) -> bo
     if row.channel in notification_type.forbidden_channels:
         batch.skip(row, "the type is never sent on this channel")
         return False
-    if backend.destination == "push_subscription" and (row.subscription is None or not row.subscription.is_active):
-        batch.skip(row, "the push subscription is no longer active")
-        return False
+    if backend.destination == "push_subscription":
+        if row.subscription is None or not row.subscription.is_active:
+            batch.skip(row, "the push subscription is no longer active")
+            return False
+        if not subscription_allows(row.subscription.preferences, notification_type):
+            batch.skip(row, "muted on this browser (push subscription preferences)")
+            return False
     if not recipient.allows(notification_type, row.channel):
         batch.skip(row, "muted by the recipient's preferences")
         return False
@@ -400,11 +409,14 @@ def _update_subscriptions(batch: _Batch, using: str) -> list[PushSubscription]:
             last_failure_at=batch.now, failure_count=F("failure_count") + 1
         )
     gone: list[PushSubscription] = []
-    if touched["gone"]:
-        gone = list(subscriptions.filter(pk__in=touched["gone"], is_active=True))
-        subscriptions.filter(pk__in=[s.pk for s in gone]).update(
-            is_active=False, deactivated_at=batch.now, deactivation_reason="gone", last_failure_at=batch.now
-        )
+    if batch.gone_subscriptions:
+        candidates = subscriptions.filter(pk__in=batch.gone_subscriptions, is_active=True)
+        gone = [s for s in candidates if batch.gone_subscriptions[s.pk][0] == s.endpoint_sha256]
+        for subscription in gone:
+            reason = batch.gone_subscriptions[subscription.pk][1]
+            subscriptions.filter(pk=subscription.pk, endpoint_sha256=subscription.endpoint_sha256).update(
+                is_active=False, deactivated_at=batch.now, deactivation_reason=reason, last_failure_at=batch.now
+            )
     return gone
 
 

@@ -85,4 +85,13 @@ class NotifyConfigurationError(ImproperlyConfigured):
 
 
 class InvalidBackendError(NotifyConfigurationError):
-    """A channel's ``BACKEND`` cannot be imported or its ``OPTIONS`` are wrong."""
+    """A channel's ``BACKEND`` cannot be imported or its ``OPTIONS`` are wrong.
+
+    ``check_id`` and ``hint`` let a backend give ``manage.py check`` a more precise
+    message id (e.g. ``django_notify.E040``) and hint than the generic E006.
+    """
+
+    def __init__(self, message: str, *, check_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.check_id = check_id
+        self.hint = hint

@@ -168,6 +168,22 @@ class RecipientPreferences:
         return quiet_until(now, self.zone, self.settings.quiet_hours_start, self.settings.quiet_hours_end)
 
 
+def subscription_allows(preferences: Any, notification_type: NotificationType) -> bool:
+    """Whether one push subscription (one browser) takes ``notification_type``.
+
+    ``preferences`` is the subscription's ``{"categories": {name: bool}, "types":
+    {key: bool}}``: a type's rule wins over its category's; no rule means yes, and
+    critical types are never muted.
+    """
+    if notification_type.critical or not isinstance(preferences, dict):
+        return True
+    for scope, name in (("types", notification_type.key), ("categories", notification_type.category)):
+        rules = preferences.get(scope)
+        if isinstance(rules, dict) and isinstance(rules.get(name), bool):
+            return bool(rules[name])
+    return True
+
+
 def specificity(rule: Preference) -> int:
     """Type beats category beats global; a named channel beats every channel."""
     return 4 * bool(rule.type) + 2 * bool(rule.category) + bool(rule.channel)

@@ -46,6 +46,9 @@ URL_MAX_LENGTH = 2048
 #: Web Push ``Urgency`` values (RFC 8030 section 5.3), lowest first.
 PRIORITIES = ("very-low", "low", "normal", "high")
 
+#: Keys of :attr:`NotificationType.push`, the options of the browser notification.
+PUSH_OPTIONS = ("icon", "badge", "image", "actions", "require_interaction", "silent", "vibrate")
+
 #: Context names django_notify fills in itself.
 RESERVED_CONTEXT = frozenset({"recipient"})
 
@@ -97,8 +100,12 @@ class NotificationType:
     defaults: Mapping[str, Any] = {}
     #: Context used by previews and ``notify_send_test``.
     sample_context: Mapping[str, Any] = {}
-    #: How long an undelivered message on an external channel stays worth sending.
+    #: How long an undelivered message on an external channel stays worth sending
+    #: (also the Web Push ``TTL``).
     ttl: timedelta = timedelta(days=1)
+    #: How the browser shows it: any of :data:`PUSH_OPTIONS` (``icon``, ``badge``,
+    #: ``image``, ``actions``, ``require_interaction``, ``silent``, ``vibrate``).
+    push: Mapping[str, Any] = {}
 
     _attribute_names: ClassVar[frozenset[str]] = frozenset(
         {
@@ -117,6 +124,7 @@ class NotificationType:
             "defaults",
             "sample_context",
             "ttl",
+            "push",
         }
     )
 
@@ -167,9 +175,15 @@ class NotificationType:
         for name in ("title", "body", "url"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"Notification type {self.key!r}: {name} must be a template string.")
+        self._validate_push()
         reserved = RESERVED_CONTEXT.intersection(self.defaults)
         if reserved:
             raise ValueError(f"Notification type {self.key!r}: defaults may not set {', '.join(sorted(reserved))}.")
+
+    def _validate_push(self) -> None:
+        problem = _push_options_problem(self.push)
+        if problem:
+            raise ValueError(f"Notification type {self.key!r}: push {problem}.")
 
     def __repr__(self) -> str:
         return f"<NotificationType {self.key!r}>"
@@ -240,6 +254,38 @@ class NotificationType:
 
 
 NT = TypeVar("NT", bound=NotificationType)
+
+
+def _push_options_problem(push: Any) -> str | None:
+    """What is wrong with a type's ``push`` options, or ``None``."""
+    if not isinstance(push, Mapping):
+        return f"must be a dict with keys among {', '.join(PUSH_OPTIONS)}"
+    unknown = set(push) - set(PUSH_OPTIONS)
+    if unknown:
+        return f"has unknown option(s) {', '.join(sorted(map(str, unknown)))}; valid ones are {', '.join(PUSH_OPTIONS)}"
+    for name in ("icon", "badge", "image"):
+        if not isinstance(push.get(name, ""), str):
+            return f"{name} must be a URL string"
+    for name in ("require_interaction", "silent"):
+        if not isinstance(push.get(name, False), bool):
+            return f"{name} must be True or False"
+    vibrate = push.get("vibrate", [])
+    if not isinstance(vibrate, (list, tuple)) or not all(
+        isinstance(ms, int) and not isinstance(ms, bool) and 0 <= ms <= 10_000 for ms in vibrate
+    ):
+        return "vibrate must be a list of milliseconds (integers from 0 to 10000)"
+    actions = push.get("actions", [])
+    if not isinstance(actions, (list, tuple)) or not all(
+        isinstance(a, Mapping)
+        and isinstance(a.get("action"), str)
+        and a["action"]
+        and isinstance(a.get("title"), str)
+        and set(a) <= {"action", "title", "icon", "url"}
+        and all(isinstance(v, str) for v in a.values())
+        for a in actions
+    ):
+        return 'actions must be a list of {"action": ..., "title": ..., "icon"?: ..., "url"?: ...} with string values'
+    return None
 
 
 class NotificationTypeRegistry:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import URLPattern, re_path
+from django.urls import URLPattern, path, re_path
 from rest_framework.routers import SimpleRouter
 
+from django_notify import views
 from django_notify.api.engagement import EventViewSet, HealthViewSet, StatsViewSet
 from django_notify.api.preferences import PreferencesViewSet
+from django_notify.api.push import PushSubscriptionViewSet, PushViewSet
 from django_notify.api.views import NotificationTypeViewSet, NotificationViewSet, not_found
 
 app_name = "django_notify"
@@ -43,6 +45,13 @@ router.register("events", EventViewSet, basename="event")
 router.register("stats", StatsViewSet, basename="stats")
 router.register("health", HealthViewSet, basename="health")
 router.register("settings", PreferencesViewSet, basename="settings")
+router.register("push/subscriptions", PushSubscriptionViewSet, basename="push-subscription")
+router.register("push", PushViewSet, basename="push")
 router.register("", NotificationViewSet, basename="notification")
 
-urlpatterns = [*router.urls, re_path(r"^", not_found)]
+urlpatterns = [
+    # The service worker, served from inside the URLconf with Service-Worker-Allowed: /.
+    path("sw.js", views.service_worker, name="service-worker"),
+    *router.urls,
+    re_path(r"^", not_found),
+]

@@ -29,8 +29,8 @@ from django.utils import timezone
 
 import django_notify
 from django_notify import notify
-from django_notify.backends.base import Outcome
-from django_notify.backends.webhook import WebhookBackend, parse_retry_after
+from django_notify.backends.base import Outcome, parse_retry_after
+from django_notify.backends.webhook import WebhookBackend
 from django_notify.checks import check_settings
 from django_notify.exceptions import InvalidBackendError
 from django_notify.models import Delivery

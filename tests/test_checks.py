@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from django.core.checks import Warning
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from django_notify import NotificationType
+from django_notify.backends.console import ConsoleBackend
 from django_notify.checks import check_django_q, check_registry, check_settings
+from django_notify.exceptions import InvalidBackendError
 from django_notify.testing import registered
 
 IN_APP = {"BACKEND": "django_notify.backends.in_app.InAppBackend"}
@@ -126,6 +129,33 @@ def test_channel_alias_must_be_a_short_identifier(settings, alias):
     assert ids(check_settings()) == ["django_notify.E009"]
 
 
+class _CheckedBackend(ConsoleBackend):
+    default_options = {"level": "ok"}
+
+    def validate_options(self):
+        if self.options["level"] == "broken":
+            raise InvalidBackendError("broken on purpose", check_id="django_notify.E099", hint="fix it")
+
+    def check(self):
+        return [Warning("looks odd", id="django_notify.W099")] if self.options["level"] == "odd" else []
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"), [("ok", []), ("odd", ["django_notify.W099"]), ("broken", ["django_notify.E099"])]
+)
+def test_backends_can_report_their_own_check_messages(settings, level, expected):
+    settings.DJANGO_NOTIFY = {
+        "CHANNELS": {
+            "in_app": IN_APP,
+            "custom": {"BACKEND": f"{__name__}._CheckedBackend", "OPTIONS": {"level": level}},
+        }
+    }
+    messages = check_settings()
+    assert ids(messages) == expected
+    if level == "broken":
+        assert messages[0].hint == "fix it"
+
+
 def test_page_size_above_the_maximum(settings):
     settings.DJANGO_NOTIFY = {"PAGE_SIZE": 50, "MAX_PAGE_SIZE": 40}
     assert ids(check_settings()) == ["django_notify.E012"]
@@ -150,6 +180,23 @@ def test_lease_must_outlast_the_task_timeout(settings):
     assert ids(check_django_q()) == ["django_notify.E031"]
     settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, "DELIVERY_MODE": "inline"}
     assert check_django_q() == []
+
+
+def test_queue_on_an_sqlite_file_needs_immediate_transactions(settings, tmp_path, monkeypatch):
+    file_db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3"), "OPTIONS": {}}
+    # In place: an alias the check reads, not a database connection the test run opens.
+    monkeypatch.setitem(settings.DATABASES, "queue", file_db)
+    settings.Q_CLUSTER = {**Q_OK, "orm": "queue"}
+    (warning,) = [m for m in check_django_q() if m.id == "django_notify.W032"]
+    assert 'DATABASES["queue"]' in warning.msg
+    assert '"transaction_mode": "IMMEDIATE"' in warning.hint
+    file_db["OPTIONS"] = {"timeout": 20, "transaction_mode": "immediate"}
+    assert "django_notify.W032" not in ids(check_django_q())
+    file_db["OPTIONS"], file_db["NAME"] = {}, ":memory:"  # one process only
+    assert "django_notify.W032" not in ids(check_django_q())
+    file_db["NAME"] = str(tmp_path / "db.sqlite3")
+    settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, "DELIVERY_MODE": "inline"}
+    assert "django_notify.W032" not in ids(check_django_q())
 
 
 @pytest.mark.parametrize(

@@ -250,7 +250,7 @@ def test_gone_deactivates_only_that_subscription(engine_settings, user, monkeypa
         push_subscription_expired.disconnect(dispatch_uid="t-gone")
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.is_active, first.deactivation_reason) == (False, "gone")
+    assert (first.is_active, first.deactivation_reason) == (False, "410 Gone")
     assert second.is_active and second.last_success_at is not None and second.failure_count == 0
     assert [(kw["subscription"].pk, kw["status_code"]) for kw in expired] == [(first.pk, 410)]
     statuses = dict(Delivery.objects.values_list("subscription_id", "status"))
@@ -263,6 +263,44 @@ def test_delivery_to_an_inactive_subscription_is_skipped(engine_settings, user):
     PushSubscription.objects.filter(pk=subscription.pk).update(is_active=False)
     run()
     assert Delivery.objects.get().status == "skipped"
+
+
+def test_a_late_gone_for_an_old_endpoint_keeps_the_moved_subscription(engine_settings, user, monkeypatch):
+    """The browser replaced its endpoint (pushsubscriptionchange) while the old one was being sent to."""
+    subscription = subscribe(user, "old")
+
+    def send(self, row):
+        moved = PushSubscription.objects.get(pk=subscription.pk)
+        moved.endpoint = "https://fcm.googleapis.com/new"
+        moved.save()
+        return DeliveryResult.gone(row, "HTTP 410")
+
+    monkeypatch.setattr(LocMemBackend, "send", send)
+    make([user], channels=("in_app", "push"))
+    run()
+    subscription.refresh_from_db()
+    assert subscription.is_active and subscription.endpoint == "https://fcm.googleapis.com/new"
+    assert Delivery.objects.get().status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("preferences", "status"),
+    [
+        ({}, "sent"),
+        ({"categories": {"orders": False}}, "skipped"),
+        ({"categories": {"orders": False}, "types": {"order_placed": True}}, "sent"),
+        ({"types": {"order_placed": False}}, "skipped"),
+        ({"categories": {"system": False}}, "sent"),
+    ],
+)
+def test_push_subscription_preferences_apply_to_that_browser_only(engine_settings, user, preferences, status):
+    muted = subscribe(user, "muted")
+    PushSubscription.objects.filter(pk=muted.pk).update(preferences=preferences)
+    other = subscribe(user, "other")
+    make([user], channels=("in_app", "push"))
+    run()
+    statuses = dict(Delivery.objects.values_list("subscription_id", "status"))
+    assert statuses == {muted.pk: status, other.pk: "sent"}
 
 
 # -- preferences -----------------------------------------------------------------------
@@ -619,3 +657,13 @@ def test_the_task_budget_bounds_a_batch(engine_settings, user_factory, monkeypat
     report = delivery.deliver_due(budget_seconds=4)
     assert report.sent + report.deferred == 6 and 0 < report.deferred < 6
     assert Delivery.objects.filter(status="pending", attempts=0).count() == report.deferred
+
+
+def test_critical_types_ignore_push_subscription_preferences():
+    from django_notify.preferences import subscription_allows
+
+    critical = NotificationType(key="outage", category="system", title="Down", critical=True)
+    muted = {"categories": {"system": False}, "types": {"outage": False}}
+    assert subscription_allows(muted, critical)
+    assert not subscription_allows(muted, NotificationType(key="outage", category="system", title="Down"))
+    assert subscription_allows({"types": "garbage"}, NotificationType(key="x", title="x"))

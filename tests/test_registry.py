@@ -65,11 +65,32 @@ def test_unregister():
         ({"key": "ok", "channels": "email"}, "channels"),
         ({"key": "ok", "title": None}, "title"),
         ({"key": "ok", "defaults": {"recipient": 1}}, "recipient"),
+        ({"key": "ok", "push": ["icon"]}, "push must be a dict"),
+        ({"key": "ok", "push": {"colour": "red"}}, "unknown option"),
+        ({"key": "ok", "push": {"icon": 1}}, "icon must be a URL"),
+        ({"key": "ok", "push": {"silent": "yes"}}, "silent must be True or False"),
+        ({"key": "ok", "push": {"vibrate": [100, -1]}}, "vibrate"),
+        ({"key": "ok", "push": {"vibrate": [True]}}, "vibrate"),
+        ({"key": "ok", "push": {"actions": [{"title": "Open"}]}}, "actions"),
+        ({"key": "ok", "push": {"actions": [{"action": "open", "title": "Open", "colour": "red"}]}}, "actions"),
     ],
 )
 def test_invalid_attributes_are_refused(attributes, message):
     with pytest.raises(ValueError, match=message):
         NotificationType(**attributes)
+
+
+def test_push_options_are_accepted():
+    push = {
+        "icon": "/static/icon.png",
+        "badge": "/static/badge.png",
+        "image": "https://cdn.example.com/photo.jpg",
+        "actions": [{"action": "open", "title": "Open", "url": "/orders/"}],
+        "require_interaction": True,
+        "silent": False,
+        "vibrate": [100, 50, 100],
+    }
+    assert NotificationType(key="ok", push=push).push == push
 
 
 def test_unknown_attribute_is_a_type_error():

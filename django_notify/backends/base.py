@@ -19,15 +19,20 @@ Write your own by subclassing and filling in :meth:`~BaseChannelBackend.send`::
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_notify.exceptions import InvalidBackendError
 
 if TYPE_CHECKING:
+    from django.core.checks import CheckMessage
+
     from django_notify.models import Delivery
 
 
@@ -92,6 +97,29 @@ class DeliveryResult:
         return cls(delivery.pk, Outcome.DEFERRED, reason=reason, retry_at=retry_at)
 
 
+#: A ``Retry-After`` further away than this is shortened to it.
+MAX_RETRY_AFTER = timedelta(hours=1)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
+    """When a ``Retry-After`` of delay-seconds or an HTTP-date says to retry, within an hour of ``now``."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"[0-9]+", value):
+        # Bounded before int(): a huge number needs no exact value, only the cap.
+        delay = timedelta(seconds=int(value)) if len(value) <= 7 else MAX_RETRY_AFTER
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt_timezone.utc)  # "-0000": UTC, origin unknown
+        delay = when - now
+    return now + min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
+
+
 class BaseChannelBackend:
     """Base class of channel backends; subclasses implement :meth:`send`.
 
@@ -126,6 +154,13 @@ class BaseChannelBackend:
 
     def validate_options(self) -> None:
         """Raise :class:`InvalidBackendError` naming the option if a value cannot work."""
+
+    def check(self) -> list[CheckMessage]:
+        """Hook for ``manage.py check``: warnings about options that work but look wrong.
+
+        Called once the options validated; return ``django.core.checks`` messages.
+        """
+        return []
 
     def send_batch(self, deliveries: Sequence[Delivery], *, deadline: float | None = None) -> list[DeliveryResult]:
         """Send every delivery; return one result per delivery, in order.

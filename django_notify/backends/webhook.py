@@ -22,9 +22,6 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -32,7 +29,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from django_notify import __version__
-from django_notify.backends.base import BaseChannelBackend, DeliveryResult
+from django_notify.backends.base import BaseChannelBackend, DeliveryResult, parse_retry_after
 from django_notify.exceptions import InvalidBackendError
 
 if TYPE_CHECKING:
@@ -45,8 +42,6 @@ USER_AGENT = f"django-notify-kit/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024
 #: How much of a failure's response body is kept in the recorded response.
 RESPONSE_EXCERPT_BYTES = 512
-#: A ``Retry-After`` further away than this is shortened to it.
-MAX_RETRY_AFTER = timedelta(hours=1)
 #: Statuses worth another try besides ``5xx``: timeout, too early, rate limited.
 RETRY_STATUSES = frozenset({408, 425, 429})
 #: The URL no longer exists: trying again cannot help.
@@ -352,25 +347,6 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     later under a fresh timestamp.
     """
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
-    """When a ``Retry-After`` of delay-seconds or an HTTP-date says to retry, within an hour of ``now``."""
-    if not value:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"[0-9]+", value):
-        # Bounded before int(): a huge number needs no exact value, only the cap.
-        delay = timedelta(seconds=int(value)) if len(value) <= 7 else MAX_RETRY_AFTER
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt_timezone.utc)  # "-0000": UTC, origin unknown
-        delay = when - now
-    return now + min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
 def _is_loopback(hostname: str) -> bool:
