@@ -112,6 +112,23 @@ class StrictBooleanField(serializers.BooleanField):
         self.fail("invalid")
 
 
+def unknown_category_error(category: str) -> str:
+    """The 400 message for a category no registered type has."""
+    known = registry.categories()
+    return str(
+        _("Unknown category %(value)s. Categories: %(known)s.")
+        % {"value": repr(category), "known": ", ".join(known) or "none"}
+    )
+
+
+def check_categories(categories: Iterable[str]) -> None:
+    """Raise a 400 naming every unknown category (the keys of a ``{category: ...}`` map)."""
+    known = registry.categories()
+    errors = {category: [unknown_category_error(category)] for category in categories if category not in known}
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
 def _reject_unknown_fields(serializer: serializers.Serializer[Any], data: Any) -> None:
     # DRF drops unknown keys silently; a misspelt key would then "succeed" doing nothing.
     if isinstance(data, Mapping):
@@ -213,10 +230,7 @@ class PreferencesSerializer(serializers.Serializer[RecipientPreferences]):
         errors: dict[str, Any] = {}
         for category, switches in value.items():
             if category not in known:
-                errors[category] = [
-                    _("Unknown category %(value)s. Categories: %(known)s.")
-                    % {"value": repr(category), "known": ", ".join(known) or "none"}
-                ]
+                errors[category] = [unknown_category_error(category)]
                 continue
             wrong = {alias: [error] for alias in switches if (error := _channel_error(alias, editable))}
             if wrong:
@@ -266,17 +280,7 @@ class PreferencesSerializer(serializers.Serializer[RecipientPreferences]):
                 )
                 % {"alias": repr(notify_settings.DIGEST_CHANNEL)}
             )
-        known = registry.categories()
-        errors = {
-            category: [
-                _("Unknown category %(value)s. Categories: %(known)s.")
-                % {"value": repr(category), "known": ", ".join(known) or "none"}
-            ]
-            for category in value
-            if category not in known
-        }
-        if errors:
-            raise serializers.ValidationError(errors)
+        check_categories(value)
         return value
 
     def to_representation(self, instance: RecipientPreferences) -> dict[str, Any]:

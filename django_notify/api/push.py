@@ -36,7 +36,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from django_notify.api.parsers import SafeJSONParser
-from django_notify.api.preferences import StrictBooleanField
+from django_notify.api.preferences import StrictBooleanField, check_categories
 from django_notify.exceptions import UnknownNotificationType
 from django_notify.models import PushSubscription
 from django_notify.models.push import endpoint_digest
@@ -197,17 +197,7 @@ class SubscriptionPreferencesSerializer(serializers.Serializer[Any]):
         return validated
 
     def validate_categories(self, value: dict[str, bool]) -> dict[str, bool]:
-        known = registry.categories()
-        errors = {
-            category: [
-                _("Unknown category %(value)s. Categories: %(known)s.")
-                % {"value": repr(category), "known": ", ".join(known) or "none"}
-            ]
-            for category in value
-            if category not in known
-        }
-        if errors:
-            raise serializers.ValidationError(errors)
+        check_categories(value)
         return value
 
     def validate_types(self, value: dict[str, bool]) -> dict[str, bool]:
