@@ -13,6 +13,15 @@ from rest_framework.test import APIClient
 _sequence = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _close_push_connections() -> Iterator[None]:
+    """Each test's push receivers are its own: drop connections the sender keeps alive."""
+    yield
+    from django_notify.push.sender import close_connections
+
+    close_connections()
+
+
 @pytest.fixture
 def user_factory(db: None) -> Callable[..., Any]:
     """Create users: ``user_factory()``, ``user_factory(is_staff=True)``."""

@@ -1,8 +1,8 @@
 """Web Push (RFC 8030) with VAPID (RFC 8292) and ``aes128gcm`` payloads (RFC 8291).
 
-One batch is sent concurrently over reused connections: the payloads are built
-and encrypted first, then :func:`django_notify.push.sender.send_all` POSTs them
-all, many in flight at once, and every answer is classified on its own
+One batch is sent concurrently over kept-alive connections: each payload is
+built and encrypted as :func:`django_notify.push.sender.send_all` takes it,
+while the ones before it are in flight, and every answer is classified on its own
 (reliability.md, section 1.7):
 
 ========================  ===========  ============================================
@@ -29,7 +29,8 @@ import hashlib
 import hmac
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -184,31 +185,37 @@ class WebPushBackend(BaseChannelBackend):
     def send_batch(self, deliveries: Sequence[Delivery], *, deadline: float | None = None) -> list[DeliveryResult]:
         now = timezone.now()
         results: dict[int, DeliveryResult] = {}
-        requests: list[PushRequest] = []
         rows: dict[int, Delivery] = {}
         events_url = _events_url()
-        for delivery in deliveries:
-            try:
-                request = self.prepare(delivery, now, events_url)
-            except _Refused as refused:
-                results[delivery.pk] = refused.result
-            except Exception as exc:  # one bad row never sinks the batch
-                logger.exception("Web Push delivery %s could not be prepared", delivery.pk)
-                results[delivery.pk] = DeliveryResult.failed(delivery, f"could not prepare the message: {exc}")
-            else:
-                requests.append(request)
-                rows[delivery.pk] = delivery
-        if requests:
-            responses = send_all(
-                requests,
-                connect_timeout=float(self.options["connect_timeout"]),
-                read_timeout=float(self.options["read_timeout"]),
-                concurrency=self.options["concurrency"],
-                deadline=deadline,
-                user_agent=USER_AGENT,
-            )
-            for response in responses:
-                results[response.key] = self.classify(rows[response.key], response, now)
+
+        def requests() -> Iterator[PushRequest]:
+            # Taken one at a time by send_all(): each message is built and encrypted while
+            # the ones before it are on the network.
+            for delivery in deliveries:
+                if deadline is not None and time.monotonic() >= deadline:
+                    results[delivery.pk] = DeliveryResult.deferred(delivery, "the batch ran out of time")
+                    continue
+                try:
+                    request = self.prepare(delivery, now, events_url)
+                except _Refused as refused:
+                    results[delivery.pk] = refused.result
+                except Exception as exc:  # one bad row never sinks the batch
+                    logger.exception("Web Push delivery %s could not be prepared", delivery.pk)
+                    results[delivery.pk] = DeliveryResult.failed(delivery, f"could not prepare the message: {exc}")
+                else:
+                    rows[delivery.pk] = delivery
+                    yield request
+
+        responses = send_all(
+            requests(),
+            connect_timeout=float(self.options["connect_timeout"]),
+            read_timeout=float(self.options["read_timeout"]),
+            concurrency=self.options["concurrency"],
+            deadline=deadline,
+            user_agent=USER_AGENT,
+        )
+        for response in responses:
+            results[response.key] = self.classify(rows[response.key], response, now)
         return [results[delivery.pk] for delivery in deliveries]
 
     def prepare(self, delivery: Delivery, now: datetime, events_url: str | None) -> PushRequest:

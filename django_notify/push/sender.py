@@ -1,32 +1,38 @@
 """Concurrent POSTs of encrypted Web Push messages over reused connections.
 
-:func:`send_all` takes requests the backend has already encrypted and signed and
-returns one :class:`PushResponse` per request, in order. It never raises for a
-failed request: a timeout, a reset, a TLS error or a garbage answer becomes that
+:func:`send_all` takes requests the backend has encrypted and signed and returns
+one :class:`PushResponse` per request, in order. It never raises for a failed
+request: a timeout, a reset, a TLS error or a garbage answer becomes that
 request's ``error`` and leaves the others alone.
 
-Inside, one asyncio event loop runs one :class:`aiohttp.ClientSession`, so
-requests to the same push service share kept-alive connections, with up to
-``concurrency`` requests in flight. Redirects are never followed, no proxy or
-cookie is used, and at most 16 KB of an answer is read.
+Inside, each process has one asyncio event loop on a daemon thread, running one
+:class:`aiohttp.ClientSession`: connections to a push service are kept alive
+from one batch to the next, and up to ``concurrency`` requests of a call are in
+flight. The caller's thread meanwhile builds the next requests (encryption is
+most of a message's CPU), so building and waiting overlap. Redirects are never
+followed, no proxy or cookie is used, and at most 16 KB of an answer is read.
 
-Every host is resolved once per call and its addresses are checked with
-:func:`~django_notify.push.endpoints.check_addresses` before any connection is
-made; the connector then connects to exactly those checked addresses, so a
-second DNS answer (DNS rebinding) cannot send a request somewhere else.
+A host's addresses are looked up at most every 30 seconds and checked with
+:func:`~django_notify.push.endpoints.check_addresses` before any request to it;
+the connector connects to exactly those checked addresses, so a second DNS
+answer (DNS rebinding) cannot send a request somewhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -45,8 +51,14 @@ MAX_READ_BYTES = 16 * 1024
 # server that trickles its answer one byte at a time), so it leaves them this margin.
 _TOTAL_TIMEOUT_MARGIN = 1.0
 
+#: Seconds a host's checked addresses are used before it is looked up again.
+DNS_TTL = 30.0
+#: Seconds a failed lookup is the answer for every request to that host.
+DNS_FAILURE_TTL = 2.0
+
 #: ``resolve(host, port)`` returns the host's addresses (as strings) for one lookup.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -92,7 +104,7 @@ class PushResponse:
 
 
 def send_all(
-    requests: Sequence[PushRequest],
+    requests: Iterable[PushRequest],
     *,
     connect_timeout: float = 5.0,
     read_timeout: float = 10.0,
@@ -104,36 +116,57 @@ def send_all(
 ) -> list[PushResponse]:
     """POST every request concurrently and return one response per request, in order.
 
-    ``connect_timeout`` bounds the DNS lookup and the TCP (and TLS) connect,
-    ``read_timeout`` each wait for the answer. ``deadline`` is a
-    :func:`time.monotonic` value: requests not started by then come back
-    ``"deferred"``. ``resolve`` replaces the DNS lookup (the default asks the
-    event loop's ``getaddrinfo``). ``ssl_context`` replaces the default TLS
-    settings (the system's trusted CAs; certificates always verified).
+    ``requests`` may be a generator that builds each request when it is taken:
+    it runs in the calling thread (so it may use the database) while the requests
+    taken before it are on the network. ``connect_timeout`` bounds the DNS lookup
+    and the TCP (and TLS) connect, ``read_timeout`` each wait for the answer.
+    ``deadline`` is a :func:`time.monotonic` value: requests not started by then
+    come back ``"deferred"``. ``resolve`` replaces the DNS lookup (the default
+    asks the event loop's ``getaddrinfo``). ``ssl_context`` replaces the default
+    TLS settings (the system's trusted CAs; certificates always verified).
 
-    Synchronous: from a thread that already runs an event loop (Django under
-    ASGI), the requests run on a new loop in a short-lived worker thread.
+    Synchronous, from any thread, also one that runs an event loop (Django under
+    ASGI): the requests run on this process's sender thread.
     """
     _validate_arguments(connect_timeout, read_timeout, concurrency, user_agent)
-    if not requests:
-        return []
-    sender = _Sender(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        concurrency=concurrency,
-        deadline=deadline,
-        user_agent=user_agent,
-        resolve=resolve,
-        ssl_context=ssl_context,
+    timeout = aiohttp.ClientTimeout(
+        total=connect_timeout + read_timeout + _TOTAL_TIMEOUT_MARGIN,
+        sock_connect=connect_timeout,
+        sock_read=read_timeout,
     )
+    client: _Client | None = None
+    call: _Call | None = None
+    deferred: dict[int, PushResponse] = {}
+    count = 0
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(sender.run(requests))
-    # asyncio.run() refuses to nest; this thread's loop waits for the batch anyway,
-    # since the caller is synchronous.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="django-notify-push") as executor:
-        return executor.submit(lambda: asyncio.run(sender.run(requests))).result()
+        for request in requests:
+            if deadline is not None and time.monotonic() >= deadline:
+                deferred[count] = _deferred(request)
+            else:
+                if call is None:
+                    client = _client(resolve, ssl_context, user_agent)
+                    call = _Call(client, timeout, concurrency, deadline)
+                call.feed(count, request)
+            count += 1
+    finally:
+        sent = call.finish() if call is not None else {}
+    responses = {**sent, **deferred}
+    return [responses[index] for index in range(count)]
+
+
+def close_connections() -> None:
+    """Close this process's kept-alive push connections and stop its sender thread.
+
+    Never needed for correctness (idle connections close themselves after
+    :data:`KEEPALIVE_SECONDS`, and the thread dies with the process); for tests
+    and for a clean shutdown.
+    """
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        if client.pid == os.getpid():
+            client.close()
 
 
 def _validate_arguments(connect_timeout: float, read_timeout: float, concurrency: int, user_agent: str) -> None:
@@ -150,84 +183,111 @@ def _validate_arguments(connect_timeout: float, read_timeout: float, concurrency
         )
 
 
-class _Sender:
-    """One call of :func:`send_all`: its settings, then :meth:`run` on a fresh event loop."""
+def _deferred(request: PushRequest) -> PushResponse:
+    return PushResponse(request.key, None, None, None, b"", "deferred", 0.0)
 
-    def __init__(
-        self,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        concurrency: int,
-        deadline: float | None,
-        user_agent: str,
-        resolve: Resolver | None,
-        ssl_context: ssl.SSLContext | None,
-    ) -> None:
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.concurrency = concurrency
-        self.deadline = deadline
-        self.user_agent = user_agent
-        self.resolve = resolve
-        self.ssl_context = ssl_context
 
-    async def run(self, requests: Sequence[PushRequest]) -> list[PushResponse]:
-        resolver = _CheckedResolver(self.resolve or _getaddrinfo, timeout=self.connect_timeout)
+#: Seconds an idle connection to a push service is kept for the next batch.
+KEEPALIVE_SECONDS = 30.0
+#: How many (resolver, TLS settings, user agent) combinations keep a client; the
+#: backend uses one. The least recently used is closed beyond that.
+MAX_CLIENTS = 4
+
+_clients: OrderedDict[tuple[object, ...], _Client] = OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def _client(resolve: Resolver | None, ssl_context: ssl.SSLContext | None, user_agent: str) -> _Client:
+    """This process's client for these settings, started on first use."""
+    key = (resolve, ssl_context, user_agent)
+    evicted: list[_Client] = []
+    with _clients_lock:
+        pid = os.getpid()
+        if any(client.pid != pid for client in _clients.values()):
+            # A forked child (a django-q2 worker) inherits the parent's clients but not
+            # their threads: forget them, without closing what belongs to the parent.
+            _clients.clear()
+        client = _clients.get(key)
+        if client is not None and not client.alive():
+            del _clients[key]
+            client = None
+        if client is None:
+            client = _clients[key] = _Client(resolve, ssl_context, user_agent)
+            while len(_clients) > MAX_CLIENTS:
+                evicted.append(_clients.popitem(last=False)[1])
+        _clients.move_to_end(key)
+    for old in evicted:
+        old.close()
+    return client
+
+
+class _Client:
+    """An event loop on a daemon thread with one aiohttp session.
+
+    Connections to a push service are kept alive across calls of :func:`send_all`,
+    so a worker sending batch after batch connects (and shakes hands over TLS)
+    once, not once per batch.
+    """
+
+    def __init__(self, resolve: Resolver | None, ssl_context: ssl.SSLContext | None, user_agent: str) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="django-notify-push", daemon=True)
+        self._thread.start()
+        self.resolver = _CheckedResolver(resolve or _getaddrinfo)
+        self.session = self.run(self._open(ssl_context, user_agent))
+
+    async def _open(self, ssl_context: ssl.SSLContext | None, user_agent: str) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
-            limit=self.concurrency,
+            # Each call bounds its own requests in flight (its ``concurrency``).
+            limit=0,
             limit_per_host=0,
-            ssl=self.ssl_context if self.ssl_context is not None else True,
-            resolver=resolver,
-            # Each call resolves and checks afresh; nothing outlives the call anyway.
+            ssl=ssl_context if ssl_context is not None else True,
+            resolver=self.resolver,
+            # _CheckedResolver keeps the checked answers; aiohttp's cache would bypass the check.
             use_dns_cache=False,
+            keepalive_timeout=KEEPALIVE_SECONDS,
         )
-        timeout = aiohttp.ClientTimeout(
-            total=self.connect_timeout + self.read_timeout + _TOTAL_TIMEOUT_MARGIN,
-            sock_connect=self.connect_timeout,
-            sock_read=self.read_timeout,
-        )
-        session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector,
-            timeout=timeout,
             # A compressed answer is not wanted: only its first bytes are kept. Saying so
             # here rather than with skip_auto_headers keeps aiohttp on its fast path.
-            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+            headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             trust_env=False,
             raise_for_status=False,
         )
-        responses: dict[int, PushResponse] = {}
-        # Workers take the next index from one shared iterator, so a slow endpoint
-        # holds up only the worker waiting on it.
-        indexes = iter(range(len(requests)))
 
-        async def worker() -> None:
-            for index in indexes:
-                request = requests[index]
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    responses[index] = PushResponse(request.key, None, None, None, b"", "deferred", 0.0)
-                else:
-                    responses[index] = await self._send(session, resolver, request)
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the client's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-        started = time.monotonic()
-        async with session:
-            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(requests)))))
-        logger.debug("Sent %d push requests in %.3f s", len(requests), time.monotonic() - started)
-        return [responses[index] for index in range(len(requests))]
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.session.closed
 
-    async def _send(
-        self, session: aiohttp.ClientSession, resolver: _CheckedResolver, request: PushRequest
-    ) -> PushResponse:
+    def close(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.run(self._close())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    async def _close(self) -> None:
+        await self.session.close()
+        await self.resolver.close()
+
+    async def send(self, request: PushRequest, timeout: aiohttp.ClientTimeout) -> PushResponse:
         started = time.monotonic()
         status: int | None = None
         retry_after = location = None
         excerpt = b""
         try:
-            await resolver.check(request.endpoint)
-            async with session.post(
-                request.endpoint.url, data=request.body, headers=request.headers, allow_redirects=False
+            await self.resolver.check(request.endpoint, timeout=timeout.sock_connect or 5.0)
+            async with self.session.post(
+                request.endpoint.url, data=request.body, headers=request.headers, allow_redirects=False, timeout=timeout
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
@@ -244,6 +304,64 @@ class _Sender:
         else:
             error = None
         return PushResponse(request.key, status, retry_after, location, excerpt, error, time.monotonic() - started)
+
+
+class _Call:
+    """One call of :func:`send_all` on a client: requests fed from the caller's thread.
+
+    Up to ``concurrency`` worker tasks take requests from one queue, so a slow
+    endpoint holds up only the worker waiting on it; a worker is started only
+    when a request finds none waiting, so a call of one request starts one.
+    Everything but :meth:`feed` and :meth:`finish` runs on the client's loop.
+    """
+
+    def __init__(
+        self, client: _Client, timeout: aiohttp.ClientTimeout, concurrency: int, deadline: float | None
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.queue: asyncio.Queue[tuple[int, PushRequest] | None] = asyncio.Queue()
+        self.workers: list[asyncio.Task[None]] = []
+        self.idle = 0  # workers waiting for a request that no fed request is promised to yet
+        self.responses: dict[int, PushResponse] = {}
+
+    def feed(self, index: int, request: PushRequest) -> None:
+        """From the caller's thread: send ``request`` as soon as a worker is free."""
+        self.client.loop.call_soon_threadsafe(self._put, index, request)
+
+    def finish(self) -> dict[int, PushResponse]:
+        """From the caller's thread: wait for every fed request; their responses by index."""
+        self.client.run(self._drain())
+        logger.debug("Sent %d push requests in %.3f s", len(self.responses), time.monotonic() - self.started)
+        return self.responses
+
+    def _put(self, index: int, request: PushRequest) -> None:
+        self.queue.put_nowait((index, request))
+        if self.idle:
+            self.idle -= 1
+        elif len(self.workers) < self.concurrency:
+            self.workers.append(asyncio.ensure_future(self._work()))
+
+    async def _drain(self) -> None:
+        self.queue.put_nowait(None)
+        await asyncio.gather(*self.workers)
+
+    async def _work(self) -> None:
+        while True:
+            if self.queue.empty():
+                self.idle += 1  # the next request fed is this worker's
+            item = await self.queue.get()
+            if item is None:
+                self.queue.put_nowait(None)  # the end, for the next worker too
+                return
+            index, request = item
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.responses[index] = _deferred(request)
+            else:
+                self.responses[index] = await self.client.send(request, self.timeout)
 
 
 async def _read_excerpt(response: aiohttp.ClientResponse) -> bytes:
@@ -289,50 +407,63 @@ class _LookupFailed(OSError):
 
 
 class _CheckedResolver(AbstractResolver):
-    """Resolves each host once per call and hands the connector only checked addresses.
+    """Hands the connector only addresses that passed the endpoint checks.
 
-    :meth:`check` runs before a request: it looks the host up (one lookup per host
-    and port, shared by all requests to it) and raises
+    :meth:`check` runs before every request: it looks the host up (one lookup per
+    host and port, shared by all requests to it, kept :data:`DNS_TTL` seconds, a
+    failure :data:`DNS_FAILURE_TTL`) and raises
     :class:`~django_notify.push.endpoints.EndpointRejected` unless every address is
-    allowed for the endpoint. :meth:`resolve`, which the connector calls, never
-    looks anything up: it answers with addresses :meth:`check` accepted.
+    allowed for the endpoint. :meth:`resolve`, which the connector calls to open a
+    connection, never looks anything up: it answers with addresses :meth:`check`
+    accepted, so a second DNS answer (rebinding) cannot redirect a connection.
     """
 
-    def __init__(self, lookup: Resolver, *, timeout: float) -> None:
+    def __init__(self, lookup: Resolver) -> None:
         self._lookup = lookup
-        self._timeout = timeout
-        self._answers: dict[tuple[str, int], asyncio.Task[list[str]]] = {}
+        self._answers: dict[tuple[str, int], tuple[float, asyncio.Task[list[str]]]] = {}
         self._checked: dict[tuple[str, int], list[str]] = {}
-        # (host, port, loopback) -> None if allowed, else the rejection's message and code:
-        # the same answer is not checked again for every request to a push service.
-        self._verdicts: dict[tuple[str, int, bool], tuple[str, str] | None] = {}
+        # (host, port, loopback) -> (the answer checked, None if allowed, else the rejection's
+        # message and code): the same answer is not checked again for every request.
+        self._verdicts: dict[tuple[str, int, bool], tuple[asyncio.Task[list[str]], tuple[str, str] | None]] = {}
 
-    async def check(self, endpoint: Endpoint) -> None:
+    async def check(self, endpoint: Endpoint, *, timeout: float) -> None:
         key = (endpoint.host, endpoint.port)
-        answer = self._answers.get(key)
-        if answer is None:
-            answer = self._answers[key] = asyncio.ensure_future(self._addresses(endpoint.host, endpoint.port))
+        answer = self._answer(key, timeout)
         addresses = await answer
         verdict_key = (endpoint.host, endpoint.port, endpoint.loopback)
-        if verdict_key not in self._verdicts:
+        cached = self._verdicts.get(verdict_key)
+        if cached is None or cached[0] is not answer:
             try:
                 check_addresses(endpoint, addresses)
             except EndpointRejected as exc:
-                self._verdicts[verdict_key] = (str(exc), exc.code)
+                cached = (answer, (str(exc), exc.code))
             else:
-                self._verdicts[verdict_key] = None
+                cached = (answer, None)
                 self._checked[key] = addresses
-        verdict = self._verdicts[verdict_key]
+            self._verdicts[verdict_key] = cached
+        verdict = cached[1]
         if verdict is not None:
             # A fresh exception each time: a shared one would collect every raiser's traceback.
             raise EndpointRejected(*verdict)
 
-    async def _addresses(self, host: str, port: int) -> list[str]:
+    def _answer(self, key: tuple[str, int], timeout: float) -> asyncio.Task[list[str]]:
+        now = time.monotonic()
+        cached = self._answers.get(key)
+        if cached is not None:
+            looked_up, answer = cached
+            failed = answer.done() and (answer.cancelled() or answer.exception() is not None)
+            if now - looked_up < (DNS_FAILURE_TTL if failed else DNS_TTL):
+                return answer
+        answer = asyncio.ensure_future(self._addresses(*key, timeout=timeout))
+        self._answers[key] = (now, answer)
+        return answer
+
+    async def _addresses(self, host: str, port: int, *, timeout: float) -> list[str]:
         if _is_ip_literal(host):
             # aiohttp connects to an IP literal without asking a resolver.
             return [host]
         try:
-            addresses = await asyncio.wait_for(self._lookup(host, port), self._timeout)
+            addresses = await asyncio.wait_for(self._lookup(host, port), timeout)
         except asyncio.TimeoutError:
             raise  # a TimeoutError is an OSError too, but it is reported as a timeout
         except OSError as exc:
@@ -363,7 +494,7 @@ class _CheckedResolver(AbstractResolver):
         ]
 
     async def close(self) -> None:
-        for answer in self._answers.values():
+        for _, answer in self._answers.values():
             answer.cancel()
 
 

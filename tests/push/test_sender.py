@@ -23,7 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from django_notify.push.endpoints import Endpoint, parse_allowed_hosts, validate_endpoint
-from django_notify.push.sender import EXCERPT_BYTES, MAX_READ_BYTES, PushRequest, PushResponse, send_all
+from django_notify.push.sender import (
+    EXCERPT_BYTES,
+    MAX_READ_BYTES,
+    PushRequest,
+    PushResponse,
+    close_connections,
+    send_all,
+)
 
 LOOPBACK = parse_allowed_hosts(["127.0.0.1"])
 TOKEN = "secret-subscription-token"
@@ -160,6 +167,8 @@ class ServerThread:
 def servers() -> Iterator[ServerThread]:
     thread = ServerThread()
     yield thread
+    # The sender keeps connections alive for the next call: end them before the servers go.
+    close_connections()
     thread.close()
 
 
@@ -382,6 +391,138 @@ def test_concurrency_caps_the_requests_in_flight(servers: ServerThread) -> None:
     assert server.connections <= 4
 
 
+def test_connections_are_kept_from_one_call_to_the_next(servers: ServerThread) -> None:
+    server = servers.http(created)
+
+    for batch in range(5):
+        responses = send_all([push(batch * 10 + key, server.url()) for key in range(10)], concurrency=2)
+        assert [response.status for response in responses] == [201] * 10
+
+    assert 1 <= server.connections <= 2
+
+
+def test_close_connections_ends_the_kept_connections(servers: ServerThread) -> None:
+    server = servers.http(created)
+    send_all([push(1, server.url())])
+
+    close_connections()
+    send_all([push(2, server.url())])
+
+    assert server.connections == 2
+
+
+def test_a_generator_is_taken_while_the_requests_before_it_are_in_flight(servers: ServerThread) -> None:
+    arrived: list[float] = []
+
+    async def slow(request: web.BaseRequest) -> web.Response:
+        arrived.append(time.monotonic())
+        await asyncio.sleep(0.3)
+        return web.Response(status=201)
+
+    server = servers.http(slow)
+    built: list[float] = []
+
+    def requests() -> Iterator[PushRequest]:
+        for key in range(5):
+            time.sleep(0.1)  # building (encrypting) a message takes time
+            built.append(time.monotonic())
+            yield push(key, server.url())
+
+    started = time.monotonic()
+    responses = send_all(requests(), concurrency=5)
+
+    assert [response.status for response in responses] == [201] * 5
+    # The first request was on the network before the last one was built...
+    assert arrived[0] < built[-1]
+    # ...so the call took about build time + one answer, not build time + answers in turn.
+    assert time.monotonic() - started < 0.5 + 0.3 + 0.4
+
+
+def test_a_generator_that_fails_still_waits_for_what_it_had_sent(servers: ServerThread) -> None:
+    server = servers.http(sleeping(0.2))
+
+    def requests() -> Iterator[PushRequest]:
+        yield push(1, server.url())
+        raise RuntimeError("broken")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        send_all(requests())
+    assert server.in_flight == 0 and len(server.requests) == 1
+
+
+def test_a_forked_worker_process_starts_its_own_sender(servers: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_notify.push import sender
+
+    server = servers.http(created)
+    send_all([push(1, server.url())])
+    (parent,) = sender._clients.values()
+
+    # What a django-q2 worker forked after the parent sent sees: the parent's client, no thread.
+    monkeypatch.setattr(sender.os, "getpid", lambda: parent.pid + 1)
+    (response,) = send_all([push(2, server.url())])
+
+    assert response.status == 201
+    (child,) = sender._clients.values()
+    assert child is not parent and child.pid == parent.pid + 1
+    assert server.connections == 2
+    monkeypatch.undo()
+    parent.close()
+    child.close()
+    sender._clients.clear()
+
+
+def test_the_least_recently_used_sender_is_closed_beyond_the_limit(servers: ServerThread) -> None:
+    from django_notify.push import sender
+
+    server = servers.http(created)
+    resolvers = [answering("127.0.0.1") for _ in range(sender.MAX_CLIENTS + 1)]
+    send_all([push(1, server.url())], resolve=resolvers[0])
+    (first,) = sender._clients.values()
+
+    for resolve in resolvers[1:]:
+        send_all([push(1, server.url())], resolve=resolve)
+
+    assert len(sender._clients) == sender.MAX_CLIENTS
+    assert first not in sender._clients.values() and not first.alive()
+
+
+def test_a_host_is_looked_up_again_once_its_answer_is_old(
+    servers: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_notify.push import sender
+
+    server = servers.http(created)
+    calls: list[tuple[str, int]] = []
+    resolve = answering("127.0.0.1", calls=calls)
+    request = PushRequest(1, unresolvable_endpoint(server.port, loopback=True), b"x", HEADERS)
+
+    send_all([request], resolve=resolve)
+    send_all([request], resolve=resolve)
+    assert len(calls) == 1  # the answer is kept between calls
+
+    monkeypatch.setattr(sender, "DNS_TTL", 0.0)
+    send_all([request], resolve=resolve)
+    assert len(calls) == 2
+
+
+def test_a_failed_lookup_is_tried_again_soon(servers: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_notify.push import sender
+
+    server = servers.http(created)
+    answers = [[], ["127.0.0.1"]]
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return answers.pop(0)
+
+    request = PushRequest(1, unresolvable_endpoint(server.port, loopback=True), b"x", HEADERS)
+    (failed,) = send_all([request], resolve=resolve)
+    assert failed.error == "connect"
+
+    monkeypatch.setattr(sender, "DNS_FAILURE_TTL", 0.0)
+    (sent,) = send_all([request], resolve=resolve)
+    assert sent.status == 201
+
+
 # Misbehaving servers -----------------------------------------------------------------------------
 
 
@@ -547,10 +688,11 @@ def test_a_connection_is_kept_after_a_short_body_and_dropped_after_a_long_one(se
     assert server.connections == 1
 
     # 4 MB cannot all be in flight: what is left unread would have to be read to reuse the connection.
+    # The first long answer comes over the connection kept from the short ones.
     long = send_all([push(key, server.url(f"/size/{4 * 1024 * 1024}")) for key in range(3)], concurrency=1)
     assert [(response.status, response.error) for response in long] == [(400, None)] * 3
     assert [response.body_excerpt for response in long] == [b"x" * EXCERPT_BYTES] * 3
-    assert server.connections == 1 + 3
+    assert server.connections == 1 + 2
 
 
 # Send-time address checks (SSRF) -----------------------------------------------------------------
