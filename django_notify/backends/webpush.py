@@ -1,8 +1,9 @@
 """Web Push (RFC 8030) with VAPID (RFC 8292) and ``aes128gcm`` payloads (RFC 8291).
 
-One batch is sent concurrently over kept-alive connections: each payload is
-built and encrypted as :func:`django_notify.push.sender.send_all` takes it,
-while the ones before it are in flight, and every answer is classified on its own
+One batch is sent concurrently over kept-alive connections: the payloads are
+built first, then :func:`django_notify.push.sender.send_all` encrypts and POSTs
+them, many in flight at once (each is encrypted as it is sent, while the others
+wait for their answers), and every answer is classified on its own
 (reliability.md, section 1.7):
 
 ========================  ===========  ============================================
@@ -29,9 +30,9 @@ import hashlib
 import hmac
 import logging
 import math
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
@@ -185,37 +186,31 @@ class WebPushBackend(BaseChannelBackend):
     def send_batch(self, deliveries: Sequence[Delivery], *, deadline: float | None = None) -> list[DeliveryResult]:
         now = timezone.now()
         results: dict[int, DeliveryResult] = {}
+        requests: list[PushRequest] = []
         rows: dict[int, Delivery] = {}
         events_url = _events_url()
-
-        def requests() -> Iterator[PushRequest]:
-            # Taken one at a time by send_all(): each message is built and encrypted while
-            # the ones before it are on the network.
-            for delivery in deliveries:
-                if deadline is not None and time.monotonic() >= deadline:
-                    results[delivery.pk] = DeliveryResult.deferred(delivery, "the batch ran out of time")
-                    continue
-                try:
-                    request = self.prepare(delivery, now, events_url)
-                except _Refused as refused:
-                    results[delivery.pk] = refused.result
-                except Exception as exc:  # one bad row never sinks the batch
-                    logger.exception("Web Push delivery %s could not be prepared", delivery.pk)
-                    results[delivery.pk] = DeliveryResult.failed(delivery, f"could not prepare the message: {exc}")
-                else:
-                    rows[delivery.pk] = delivery
-                    yield request
-
-        responses = send_all(
-            requests(),
-            connect_timeout=float(self.options["connect_timeout"]),
-            read_timeout=float(self.options["read_timeout"]),
-            concurrency=self.options["concurrency"],
-            deadline=deadline,
-            user_agent=USER_AGENT,
-        )
-        for response in responses:
-            results[response.key] = self.classify(rows[response.key], response, now)
+        for delivery in deliveries:
+            try:
+                request = self.prepare(delivery, now, events_url)
+            except _Refused as refused:
+                results[delivery.pk] = refused.result
+            except Exception as exc:  # one bad row never sinks the batch
+                logger.exception("Web Push delivery %s could not be prepared", delivery.pk)
+                results[delivery.pk] = DeliveryResult.failed(delivery, f"could not prepare the message: {exc}")
+            else:
+                requests.append(request)
+                rows[delivery.pk] = delivery
+        if requests:
+            responses = send_all(
+                requests,
+                connect_timeout=float(self.options["connect_timeout"]),
+                read_timeout=float(self.options["read_timeout"]),
+                concurrency=self.options["concurrency"],
+                deadline=deadline,
+                user_agent=USER_AGENT,
+            )
+            for response in responses:
+                results[response.key] = self.classify(rows[response.key], response, now)
         return [results[delivery.pk] for delivery in deliveries]
 
     def prepare(self, delivery: Delivery, now: datetime, events_url: str | None) -> PushRequest:
@@ -244,7 +239,8 @@ class WebPushBackend(BaseChannelBackend):
         return PushRequest(
             key=delivery.pk,
             endpoint=endpoint,
-            body=crypto.encrypt(body, p256dh, auth),
+            # Encrypted when sent: send_all() overlaps it with the other requests' waits.
+            body=partial(crypto.encrypt, body, p256dh, auth),
             headers={
                 "Authorization": self.signer.authorization(endpoint.origin),
                 "TTL": str(self.ttl(delivery, notification_type, now)),
@@ -302,6 +298,8 @@ class WebPushBackend(BaseChannelBackend):
                 return DeliveryResult.deferred(delivery, "the batch ran out of time")
             if response.error and response.error.startswith("rejected"):
                 return DeliveryResult.gone(delivery, f"endpoint_{response.error}")
+            if response.error and response.error.startswith("unsendable"):
+                return DeliveryResult.failed(delivery, f"could not encrypt the message ({response.error})")
             return DeliveryResult.retry(delivery, f"{response.error or 'no answer'} ({response_origin(delivery)})")
         recorded: dict[str, Any] = {"status": status}
         where = f"HTTP {status} from {response_origin(delivery)}"

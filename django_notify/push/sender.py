@@ -5,12 +5,12 @@ one :class:`PushResponse` per request, in order. It never raises for a failed
 request: a timeout, a reset, a TLS error or a garbage answer becomes that
 request's ``error`` and leaves the others alone.
 
-Inside, each process has one asyncio event loop on a daemon thread, running one
-:class:`aiohttp.ClientSession`: connections to a push service are kept alive
-from one batch to the next, and up to ``concurrency`` requests of a call are in
-flight. The caller's thread meanwhile builds the next requests (encryption is
-most of a message's CPU), so building and waiting overlap. Redirects are never
-followed, no proxy or cookie is used, and at most 16 KB of an answer is read.
+Inside, each process keeps one asyncio event loop with one
+:class:`aiohttp.ClientSession`, run by each call in turn: connections to a push
+service are kept alive from one batch to the next, and up to ``concurrency``
+requests of a call are in flight. A request's body may be encrypted only when
+the request is sent, so encrypting overlaps the network waits. Redirects are
+never followed, no proxy or cookie is used, and at most 16 KB of an answer is read.
 
 A host's addresses are looked up at most every 30 seconds and checked with
 :func:`~django_notify.push.endpoints.check_addresses` before any request to it;
@@ -29,7 +29,8 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any, TypeVar
@@ -63,16 +64,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True, repr=False)
 class PushRequest:
-    """One push message, ready to POST: encrypted body, headers set by the caller."""
+    """One push message, ready to POST: the encrypted body, headers set by the caller.
+
+    ``body`` may be a function that returns the encrypted body: it is called when
+    the request is sent, so that encrypting one message (most of its CPU) overlaps
+    the network waits of the others.
+    """
 
     key: int  #: echoed on the response; the backend uses the delivery id
     endpoint: Endpoint
-    body: bytes
+    body: bytes | Callable[[], bytes]
     headers: Mapping[str, str]
 
     def __repr__(self) -> str:
         # The endpoint URL is a bearer capability and Authorization a signed token.
-        return f"PushRequest(key={self.key}, origin={self.endpoint.origin!r}, body={len(self.body)} bytes)"
+        size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else "encrypted when sent"
+        return f"PushRequest(key={self.key}, origin={self.endpoint.origin!r}, body={size})"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -83,7 +90,8 @@ class PushResponse:
     went wrong, so both are set when the body of an answer was cut short.
     ``error`` is one of ``"timeout"``, ``"connect"``, ``"tls"``,
     ``"rejected: <why>"`` (the endpoint's addresses are not allowed; nothing was
-    sent), ``"deferred"`` (not started before the deadline; nothing was sent) or
+    sent), ``"deferred"`` (not started before the deadline; nothing was sent),
+    ``"unsendable: <exception>"`` (``body()`` raised; nothing was sent) or
     ``"protocol: <what>"``; it never holds the endpoint's URL.
     """
 
@@ -104,7 +112,7 @@ class PushResponse:
 
 
 def send_all(
-    requests: Iterable[PushRequest],
+    requests: Sequence[PushRequest],
     *,
     connect_timeout: float = 5.0,
     read_timeout: float = 10.0,
@@ -116,50 +124,34 @@ def send_all(
 ) -> list[PushResponse]:
     """POST every request concurrently and return one response per request, in order.
 
-    ``requests`` may be a generator that builds each request when it is taken:
-    it runs in the calling thread (so it may use the database) while the requests
-    taken before it are on the network. ``connect_timeout`` bounds the DNS lookup
-    and the TCP (and TLS) connect, ``read_timeout`` each wait for the answer.
-    ``deadline`` is a :func:`time.monotonic` value: requests not started by then
-    come back ``"deferred"``. ``resolve`` replaces the DNS lookup (the default
-    asks the event loop's ``getaddrinfo``). ``ssl_context`` replaces the default
-    TLS settings (the system's trusted CAs; certificates always verified).
+    ``connect_timeout`` bounds the DNS lookup and the TCP (and TLS) connect,
+    ``read_timeout`` each wait for the answer. ``deadline`` is a
+    :func:`time.monotonic` value: requests not started by then come back
+    ``"deferred"``. ``resolve`` replaces the DNS lookup (the default asks the
+    event loop's ``getaddrinfo``). ``ssl_context`` replaces the default TLS
+    settings (the system's trusted CAs; certificates always verified).
 
     Synchronous, from any thread, also one that runs an event loop (Django under
-    ASGI): the requests run on this process's sender thread.
+    ASGI). Calls in one process take turns on its event loop.
     """
     _validate_arguments(connect_timeout, read_timeout, concurrency, user_agent)
+    if not requests:
+        return []
     timeout = aiohttp.ClientTimeout(
         total=connect_timeout + read_timeout + _TOTAL_TIMEOUT_MARGIN,
         sock_connect=connect_timeout,
         sock_read=read_timeout,
     )
-    client: _Client | None = None
-    call: _Call | None = None
-    deferred: dict[int, PushResponse] = {}
-    count = 0
-    try:
-        for request in requests:
-            if deadline is not None and time.monotonic() >= deadline:
-                deferred[count] = _deferred(request)
-            else:
-                if call is None:
-                    client = _client(resolve, ssl_context, user_agent)
-                    call = _Call(client, timeout, concurrency, deadline)
-                call.feed(count, request)
-            count += 1
-    finally:
-        sent = call.finish() if call is not None else {}
-    responses = {**sent, **deferred}
-    return [responses[index] for index in range(count)]
+    client = _client(resolve, ssl_context, user_agent)
+    return client.run(client.send_all(requests, timeout=timeout, concurrency=concurrency, deadline=deadline))
 
 
 def close_connections() -> None:
-    """Close this process's kept-alive push connections and stop its sender thread.
+    """Close this process's kept-alive push connections.
 
-    Never needed for correctness (idle connections close themselves after
-    :data:`KEEPALIVE_SECONDS`, and the thread dies with the process); for tests
-    and for a clean shutdown.
+    Never needed for correctness (idle connections are closed after
+    :data:`KEEPALIVE_SECONDS`, and die with the process); for tests whose push
+    receivers must see no connection from an earlier test, and a clean shutdown.
     """
     with _clients_lock:
         clients = list(_clients.values())
@@ -183,10 +175,6 @@ def _validate_arguments(connect_timeout: float, read_timeout: float, concurrency
         )
 
 
-def _deferred(request: PushRequest) -> PushResponse:
-    return PushResponse(request.key, None, None, None, b"", "deferred", 0.0)
-
-
 #: Seconds an idle connection to a push service is kept for the next batch.
 KEEPALIVE_SECONDS = 30.0
 #: How many (resolver, TLS settings, user agent) combinations keep a client; the
@@ -198,20 +186,17 @@ _clients_lock = threading.Lock()
 
 
 def _client(resolve: Resolver | None, ssl_context: ssl.SSLContext | None, user_agent: str) -> _Client:
-    """This process's client for these settings, started on first use."""
+    """This process's client for these settings, made on first use."""
     key = (resolve, ssl_context, user_agent)
     evicted: list[_Client] = []
     with _clients_lock:
         pid = os.getpid()
         if any(client.pid != pid for client in _clients.values()):
-            # A forked child (a django-q2 worker) inherits the parent's clients but not
-            # their threads: forget them, without closing what belongs to the parent.
+            # A forked child (a django-q2 worker) inherits the parent's clients, whose
+            # sockets it shares: forget them, without closing what belongs to the parent.
             _clients.clear()
         client = _clients.get(key)
-        if client is not None and not client.alive():
-            del _clients[key]
-            client = None
-        if client is None:
+        if client is None or client.closed:
             client = _clients[key] = _Client(resolve, ssl_context, user_agent)
             while len(_clients) > MAX_CLIENTS:
                 evicted.append(_clients.popitem(last=False)[1])
@@ -222,18 +207,19 @@ def _client(resolve: Resolver | None, ssl_context: ssl.SSLContext | None, user_a
 
 
 class _Client:
-    """An event loop on a daemon thread with one aiohttp session.
+    """An event loop of this process's own with one aiohttp session, run by each call in turn.
 
-    Connections to a push service are kept alive across calls of :func:`send_all`,
-    so a worker sending batch after batch connects (and shakes hands over TLS)
-    once, not once per batch.
+    Connections to a push service are kept alive from one call of :func:`send_all`
+    to the next, so a worker sending batch after batch connects (and shakes hands
+    over TLS) once, not once per batch. The loop runs only during a call, in the
+    calling thread (or, if that thread runs an event loop already, a helper thread).
     """
 
     def __init__(self, resolve: Resolver | None, ssl_context: ssl.SSLContext | None, user_agent: str) -> None:
         self.pid = os.getpid()
+        self.closed = False
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="django-notify-push", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
         self.resolver = _CheckedResolver(resolve or _getaddrinfo)
         self.session = self.run(self._open(ssl_context, user_agent))
 
@@ -260,24 +246,64 @@ class _Client:
         )
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the client's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive() and not self.session.closed
+        """Run ``coroutine`` on the client's loop, one call at a time, and return its result."""
+        with self._lock:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return self.loop.run_until_complete(coroutine)
+            # This thread runs another loop (Django under ASGI) and is blocked by the
+            # synchronous caller anyway: run ours on a short-lived helper thread.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="django-notify-push") as executor:
+                return executor.submit(self.loop.run_until_complete, coroutine).result()
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                self.run(self._close())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self.loop.close()
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.run(self._close())
+        self.loop.close()
 
     async def _close(self) -> None:
         await self.session.close()
         await self.resolver.close()
+
+    async def send_all(
+        self,
+        requests: Sequence[PushRequest],
+        *,
+        timeout: aiohttp.ClientTimeout,
+        concurrency: int,
+        deadline: float | None,
+    ) -> list[PushResponse]:
+        started = time.monotonic()
+        # While the loop was idle, servers may have closed kept-alive connections: one
+        # pass through the loop handles those closes before a request could pick one.
+        await asyncio.sleep(0)
+        responses: dict[int, PushResponse] = {}
+        # Workers take the next index from one shared iterator, so a slow endpoint
+        # holds up only the worker waiting on it.
+        indexes = iter(range(len(requests)))
+
+        async def worker() -> None:
+            for index in indexes:
+                request = requests[index]
+                if deadline is not None and time.monotonic() >= deadline:
+                    responses[index] = PushResponse(request.key, None, None, None, b"", "deferred", 0.0)
+                else:
+                    responses[index] = await self.send(request, timeout)
+
+        # Started one per pass of the loop: aiohttp writes a request in a task of its own,
+        # so workers started together would all encrypt before the first byte is sent.
+        # Staggered, each request is on the wire while the next one is encrypted.
+        workers = []
+        for _ in range(min(concurrency, len(requests))):
+            workers.append(asyncio.ensure_future(worker()))
+            await asyncio.sleep(0)
+        await asyncio.gather(*workers)
+        logger.debug("Sent %d push requests in %.3f s", len(requests), time.monotonic() - started)
+        return [responses[index] for index in range(len(requests))]
 
     async def send(self, request: PushRequest, timeout: aiohttp.ClientTimeout) -> PushResponse:
         started = time.monotonic()
@@ -285,9 +311,14 @@ class _Client:
         retry_after = location = None
         excerpt = b""
         try:
+            body = request.body() if callable(request.body) else request.body
+        except Exception as exc:
+            logger.exception("Push request %d could not be encrypted", request.key)
+            return PushResponse(request.key, None, None, None, b"", f"unsendable: {type(exc).__name__}", 0.0)
+        try:
             await self.resolver.check(request.endpoint, timeout=timeout.sock_connect or 5.0)
             async with self.session.post(
-                request.endpoint.url, data=request.body, headers=request.headers, allow_redirects=False, timeout=timeout
+                request.endpoint.url, data=body, headers=request.headers, allow_redirects=False, timeout=timeout
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
@@ -304,64 +335,6 @@ class _Client:
         else:
             error = None
         return PushResponse(request.key, status, retry_after, location, excerpt, error, time.monotonic() - started)
-
-
-class _Call:
-    """One call of :func:`send_all` on a client: requests fed from the caller's thread.
-
-    Up to ``concurrency`` worker tasks take requests from one queue, so a slow
-    endpoint holds up only the worker waiting on it; a worker is started only
-    when a request finds none waiting, so a call of one request starts one.
-    Everything but :meth:`feed` and :meth:`finish` runs on the client's loop.
-    """
-
-    def __init__(
-        self, client: _Client, timeout: aiohttp.ClientTimeout, concurrency: int, deadline: float | None
-    ) -> None:
-        self.client = client
-        self.timeout = timeout
-        self.concurrency = concurrency
-        self.deadline = deadline
-        self.started = time.monotonic()
-        self.queue: asyncio.Queue[tuple[int, PushRequest] | None] = asyncio.Queue()
-        self.workers: list[asyncio.Task[None]] = []
-        self.idle = 0  # workers waiting for a request that no fed request is promised to yet
-        self.responses: dict[int, PushResponse] = {}
-
-    def feed(self, index: int, request: PushRequest) -> None:
-        """From the caller's thread: send ``request`` as soon as a worker is free."""
-        self.client.loop.call_soon_threadsafe(self._put, index, request)
-
-    def finish(self) -> dict[int, PushResponse]:
-        """From the caller's thread: wait for every fed request; their responses by index."""
-        self.client.run(self._drain())
-        logger.debug("Sent %d push requests in %.3f s", len(self.responses), time.monotonic() - self.started)
-        return self.responses
-
-    def _put(self, index: int, request: PushRequest) -> None:
-        self.queue.put_nowait((index, request))
-        if self.idle:
-            self.idle -= 1
-        elif len(self.workers) < self.concurrency:
-            self.workers.append(asyncio.ensure_future(self._work()))
-
-    async def _drain(self) -> None:
-        self.queue.put_nowait(None)
-        await asyncio.gather(*self.workers)
-
-    async def _work(self) -> None:
-        while True:
-            if self.queue.empty():
-                self.idle += 1  # the next request fed is this worker's
-            item = await self.queue.get()
-            if item is None:
-                self.queue.put_nowait(None)  # the end, for the next worker too
-                return
-            index, request = item
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                self.responses[index] = _deferred(request)
-            else:
-                self.responses[index] = await self.client.send(request, self.timeout)
 
 
 async def _read_excerpt(response: aiohttp.ClientResponse) -> bytes:

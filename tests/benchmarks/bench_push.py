@@ -12,9 +12,10 @@ push service's round trip. One receiver per case, all running at once, and the
 repetitions of the cases interleaved, so ours and the baseline see the same load.
 
 * **ours**: ``WebPushBackend.send_batch()`` in this process, the real backend:
-  payload JSON, event token, VAPID header (cached per audience), ``aes128gcm``
-  encryption with a fresh ECDH key per message, then the concurrent POSTs (the
-  connections are reused within a batch). ``--messages`` (5,000) unsaved ``Delivery`` rows, each with
+  payload JSON, event token, VAPID header (cached per audience), then the
+  concurrent POSTs, each message encrypted (``aes128gcm``, a fresh ECDH key per
+  message) as it is sent, over connections the process keeps from one batch to
+  the next. ``--messages`` (5,000) unsaved ``Delivery`` rows, each with
   its own notification and subscription attached (no database), sent in batches
   of ``--batch-size`` (500, like ``BATCH_SIZE``) one after another; one batch is
   sent first to warm up (imports, the VAPID header of the receiver's origin).
@@ -44,7 +45,7 @@ PostgreSQL server ``DATABASE_URL`` names, else a SQLite file; dropped afterwards
 against two more receivers (0 ms and ``--delay``). ``--profile`` runs ours once
 more at each latency under cProfile (top costs to standard error), then splits
 its client CPU between ``prepare()`` and ``send_all()``, and sends all N in one
-``send_all()`` call to show what connections kept across batches would save.
+``send_all()`` call to show what a call per batch costs.
 
 The report is a Markdown table on standard output; progress goes to standard error.
 """
@@ -446,12 +447,12 @@ def profile(deliveries: list[Any], batch_size: int, label: str) -> list[dict[str
 
 
 def breakdown(deliveries: list[Any], batch_size: int, label: str) -> dict[str, float]:
-    """Client CPU per message of the backend's two phases, and of sending over connections kept for all N.
+    """Client CPU per message of the backend's two phases, and of sending all N in one call.
 
-    ``send_batch()`` first prepares every delivery (payload, token, VAPID header,
-    encryption), then hands the batch to ``send_all()``, which opens its own
-    connections. Sending all N in one ``send_all()`` call shows what keeping the
-    connections across batches would save.
+    ``send_batch()`` first prepares every delivery (payload, token, VAPID header),
+    then hands the batch to ``send_all()``, which encrypts each message as it
+    sends it, over the connections the process keeps between calls. Sending all N
+    in one ``send_all()`` call shows what a call per batch costs.
     """
     from django.urls import reverse
     from django.utils import timezone

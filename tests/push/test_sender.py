@@ -411,7 +411,7 @@ def test_close_connections_ends_the_kept_connections(servers: ServerThread) -> N
     assert server.connections == 2
 
 
-def test_a_generator_is_taken_while_the_requests_before_it_are_in_flight(servers: ServerThread) -> None:
+def test_a_body_function_is_called_as_its_request_goes_out_while_others_wait(servers: ServerThread) -> None:
     arrived: list[float] = []
 
     async def slow(request: web.BaseRequest) -> web.Response:
@@ -420,34 +420,40 @@ def test_a_generator_is_taken_while_the_requests_before_it_are_in_flight(servers
         return web.Response(status=201)
 
     server = servers.http(slow)
-    built: list[float] = []
+    encrypted: list[float] = []
 
-    def requests() -> Iterator[PushRequest]:
-        for key in range(5):
-            time.sleep(0.1)  # building (encrypting) a message takes time
-            built.append(time.monotonic())
-            yield push(key, server.url())
+    def encrypt() -> bytes:
+        time.sleep(0.1)  # encrypting holds the CPU
+        encrypted.append(time.monotonic())
+        return b"ciphertext"
 
+    # Connections kept from an earlier call: a request goes out as soon as it is encrypted.
+    send_all([push(key, server.url()) for key in range(5)], concurrency=5)
+    arrived.clear()
+    requests = [PushRequest(key, endpoint(server.url()), encrypt, HEADERS) for key in range(5)]
     started = time.monotonic()
-    responses = send_all(requests(), concurrency=5)
+    responses = send_all(requests, concurrency=5)
 
     assert [response.status for response in responses] == [201] * 5
-    # The first request was on the network before the last one was built...
-    assert arrived[0] < built[-1]
-    # ...so the call took about build time + one answer, not build time + answers in turn.
+    assert [body for _, _, body in server.requests[5:]] == [b"ciphertext"] * 5
+    # Each request was on the network before the next one was encrypted...
+    assert all(arrived[n] < encrypted[n + 1] for n in range(4))
+    # ...so the call took the encryption time and about one answer, not one answer after another.
     assert time.monotonic() - started < 0.5 + 0.3 + 0.4
+    assert "encrypted when sent" in repr(requests[0])
 
 
-def test_a_generator_that_fails_still_waits_for_what_it_had_sent(servers: ServerThread) -> None:
-    server = servers.http(sleeping(0.2))
+def test_a_body_function_that_fails_makes_only_that_request_unsendable(servers: ServerThread) -> None:
+    server = servers.http(created)
 
-    def requests() -> Iterator[PushRequest]:
-        yield push(1, server.url())
-        raise RuntimeError("broken")
+    def broken() -> bytes:
+        raise ValueError("no key")
 
-    with pytest.raises(RuntimeError, match="broken"):
-        send_all(requests())
-    assert server.in_flight == 0 and len(server.requests) == 1
+    unsendable, fine = send_all([PushRequest(1, endpoint(server.url()), broken, HEADERS), push(2, server.url())])
+
+    assert (unsendable.status, unsendable.error) == (None, "unsendable: ValueError")
+    assert fine.status == 201
+    assert len(server.requests) == 1
 
 
 def test_a_forked_worker_process_starts_its_own_sender(servers: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -457,7 +463,7 @@ def test_a_forked_worker_process_starts_its_own_sender(servers: ServerThread, mo
     send_all([push(1, server.url())])
     (parent,) = sender._clients.values()
 
-    # What a django-q2 worker forked after the parent sent sees: the parent's client, no thread.
+    # What a django-q2 worker forked after the parent sent sees: the parent's client and sockets.
     monkeypatch.setattr(sender.os, "getpid", lambda: parent.pid + 1)
     (response,) = send_all([push(2, server.url())])
 
@@ -483,7 +489,7 @@ def test_the_least_recently_used_sender_is_closed_beyond_the_limit(servers: Serv
         send_all([push(1, server.url())], resolve=resolve)
 
     assert len(sender._clients) == sender.MAX_CLIENTS
-    assert first not in sender._clients.values() and not first.alive()
+    assert first not in sender._clients.values() and first.closed and first.session.closed
 
 
 def test_a_host_is_looked_up_again_once_its_answer_is_old(
