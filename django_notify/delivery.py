@@ -213,7 +213,7 @@ class _Batch:
         elif result.outcome is Outcome.DEFERRED:
             self.defer(row, result.retry_at, result.reason)
         elif result.outcome is Outcome.RETRY:
-            self.retry(row, result, backend)
+            self.retry(row, result, backend, at or self.now)
             if subscription:
                 self.touched_subscriptions["failed"].add(subscription)
         elif result.outcome is Outcome.GONE:
@@ -228,14 +228,18 @@ class _Batch:
             if subscription:
                 self.touched_subscriptions["failed"].add(subscription)
 
-    def retry(self, row: Delivery, result: DeliveryResult, backend: type[BaseChannelBackend]) -> None:
+    def retry(
+        self, row: Delivery, result: DeliveryResult, backend: type[BaseChannelBackend], failed_at: dt.datetime
+    ) -> None:
         if row.attempts >= notify_settings.MAX_ATTEMPTS:
             self.fail(row, f"gave up after {row.attempts} attempts: {result.reason}", result, backend)
             return
-        at = self.now + dt.timedelta(seconds=backoff_delay(row.attempts))
+        # From when the attempt failed, not when the batch was claimed: a slow or timed-out
+        # call would otherwise use up the backoff and be retried at once.
+        at = failed_at + dt.timedelta(seconds=backoff_delay(row.attempts))
         if result.retry_at is not None:
             # Retry-After is a floor; never wait longer than the backoff cap for it.
-            ceiling = self.now + dt.timedelta(seconds=notify_settings.RETRY_MAX_SECONDS)
+            ceiling = failed_at + dt.timedelta(seconds=notify_settings.RETRY_MAX_SECONDS)
             at = max(at, min(result.retry_at, ceiling))
         if row.expires_at is not None and at > row.expires_at:
             self.expire(row, f"expired before its next attempt: {result.reason}")
@@ -279,7 +283,9 @@ def process(
         except Exception as exc:  # a bug in a backend must not lose the batch
             logger.exception("Channel %r failed a whole batch", alias)
             results = [DeliveryResult.retry(row, f"backend error: {type(exc).__name__}: {exc}") for row in group]
-        answered = timezone.now()  # one time per channel batch, so its rows share one UPDATE
+        # One time per channel batch, so its rows share one UPDATE; never before the claim
+        # (``now`` may be a caller's clock).
+        answered = max(timezone.now(), now)
         by_id = {result.delivery_id: result for result in results}
         for row in group:
             result = by_id.get(row.pk) or DeliveryResult.retry(row, "the backend returned no result for it")

@@ -166,7 +166,19 @@ def test_retry_after_is_capped(engine_settings, user):
     now = timezone.now()
     ScriptedBackend.script = [DeliveryResult(0, Outcome.RETRY, "429", retry_at=now + dt.timedelta(days=2))]
     run(now)
-    assert Delivery.objects.get().next_attempt_at <= now + dt.timedelta(seconds=100)
+    assert Delivery.objects.get().next_attempt_at <= timezone.now() + dt.timedelta(seconds=100)
+
+
+def test_backoff_counts_from_when_the_attempt_failed_not_from_the_claim(engine_settings, user, monkeypatch):
+    make([user])
+    claimed = timezone.now()
+    slow = dt.timedelta(minutes=5)  # the call took longer than any backoff of attempt 1 (at most 10 s)
+    monkeypatch.setattr(delivery.timezone, "now", lambda: claimed + slow)
+    ScriptedBackend.script = [DeliveryResult(0, Outcome.RETRY, "timeout")]
+    run(claimed)
+    row = Delivery.objects.get()
+    assert row.status == "pending"
+    assert claimed + slow <= row.next_attempt_at <= claimed + slow + dt.timedelta(seconds=10)
 
 
 def test_retry_past_the_expiry_expires(engine_settings, user):
