@@ -620,6 +620,11 @@ def certificate(tmp_path: Path) -> Path:
     return path
 
 
+# CPython 3.10's asyncio leaves the SSL transport of a failed handshake unclosed and warns when it is
+# collected (its sslproto was rewritten in 3.11); the refused connection is what this test checks.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*_SSLProtocolTransport:pytest.PytestUnraisableExceptionWarning"
+)
 def test_tls_certificates_are_verified(servers: ServerThread, certificate: Path) -> None:
     heads: list[bytes] = []
 
