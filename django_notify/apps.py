@@ -13,11 +13,13 @@ class NotifyConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from django_notify import checks  # noqa: F401  (registers the system checks)
+        from django_notify import content
         from django_notify.registry import TEST_TYPE, registry
 
         if TEST_TYPE.key not in registry:
             registry.register(TEST_TYPE)
         registry.autodiscover()
+        content.connect_signals()
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="django_notify.ensure_schedules")
 
 

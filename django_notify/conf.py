@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -48,7 +49,16 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_PERMISSION_CLASSES": ("rest_framework.permissions.AllowAny",),
     "STATS_PERMISSION_CLASSES": ("rest_framework.permissions.IsAdminUser",),
     "EVENT_TOKEN_MAX_AGE_DAYS": 30,
+    "BASE_URL": None,
+    "SITE_NAME": None,
+    "RECIPIENT_LANGUAGE": "language",
+    "UNSUBSCRIBE_SCOPE": "category",
+    "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": 90,
+    "TEMPLATE_CACHE_SECONDS": 30,
 }
+
+#: Values of ``UNSUBSCRIBE_SCOPE``.
+UNSUBSCRIBE_SCOPES = ("category", "type")
 
 #: Values of ``DELIVERY_MODE``.
 DELIVERY_MODES = ("queue", "inline", "manual")
@@ -202,6 +212,47 @@ class NotifySettings:
         """How long a delivery's signed tracking token is accepted by ``events/``."""
         return int(self._get("EVENT_TOKEN_MAX_AGE_DAYS"))
 
+    @property
+    def BASE_URL(self) -> str | None:
+        """Scheme and host that make links in emails absolute (``"https://example.com"``).
+
+        ``None``: the current ``Site`` of ``django.contrib.sites`` (over https), if installed.
+        """
+        value: str | None = self._get("BASE_URL")
+        return value.rstrip("/") if isinstance(value, str) else value
+
+    @property
+    def SITE_NAME(self) -> str | None:
+        """The name emails sign with; ``None``: the current ``Site``'s name, or the host of ``BASE_URL``."""
+        value: str | None = self._get("SITE_NAME")
+        return value
+
+    @property
+    def RECIPIENT_LANGUAGE(self) -> str | None:
+        """How to find a recipient's language: a user field or ``__`` lookup path
+        (``"profile__language"``), an attribute name, or the dotted path of a callable
+        taking the user; ``None``: always the site's ``LANGUAGE_CODE``."""
+        value: str | None = self._get("RECIPIENT_LANGUAGE")
+        return value
+
+    @property
+    def UNSUBSCRIBE_SCOPE(self) -> str:
+        """What an email's one-click unsubscribe turns off: its ``"category"`` or its ``"type"``."""
+        return str(self._get("UNSUBSCRIBE_SCOPE"))
+
+    @property
+    def UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS(self) -> int:
+        """How long the unsubscribe link of an email keeps working."""
+        return int(self._get("UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS"))
+
+    @property
+    def TEMPLATE_CACHE_SECONDS(self) -> float:
+        """How long a process keeps the template overrides it read; 0 reads them every time.
+
+        Saving an override in the admin clears that process's copy at once.
+        """
+        return float(self._get("TEMPLATE_CACHE_SECONDS"))
+
 
 notify_settings = NotifySettings()
 
@@ -229,6 +280,17 @@ def _is_rate(value: Any) -> bool:
         return False
     count, _, period = value.partition("/")
     return count.isdigit() and period[:1] in {"s", "m", "h", "d"}
+
+
+def _is_base_url(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/") and not (
+        parts.query or parts.fragment or parts.username
+    )
 
 
 #: How each key's value must look: (predicate, description for the check message).
@@ -259,4 +321,10 @@ VALIDATORS: dict[str, tuple[Any, str]] = {
     "HEALTH_PERMISSION_CLASSES": (_is_str_sequence, "a list of dotted paths"),
     "STATS_PERMISSION_CLASSES": (_is_str_sequence, "a list of dotted paths"),
     "EVENT_TOKEN_MAX_AGE_DAYS": (_is_positive_int, "a positive integer"),
+    "BASE_URL": (_is_base_url, 'None or a scheme and host such as "https://example.com"'),
+    "SITE_NAME": (lambda v: v is None or isinstance(v, str), "None or a string"),
+    "RECIPIENT_LANGUAGE": (lambda v: v is None or (isinstance(v, str) and v != ""), "None, a field name or a dotted path"),
+    "UNSUBSCRIBE_SCOPE": (lambda v: v in UNSUBSCRIBE_SCOPES, f"one of {', '.join(UNSUBSCRIBE_SCOPES)}"),
+    "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": (_is_positive_int, "a positive integer"),
+    "TEMPLATE_CACHE_SECONDS": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number of seconds, 0 or more"),
 }

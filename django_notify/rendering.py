@@ -90,11 +90,25 @@ def render_template(source: str, context: Mapping[str, Any]) -> tuple[str, list[
     """Render a plain-text template; return the output and the missing variable names."""
     if not source:
         return "", []
-    template = compile_template(source)
+    # str(): a type's strings may be lazy translations, read in the active language.
+    return render_compiled(compile_template(str(source)), context)
+
+
+def render_compiled(template: Template, context: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Render a compiled template; return the output and the missing variable names.
+
+    Whether the output is escaped is the template's engine's choice
+    (:func:`get_engine`), so HTML templates escape and plain text ones do not.
+    """
     values = dict(_optional_variables(template))
     values.update(context)
-    output = template.render(Context(values, autoescape=False))
+    output = template.render(Context(values, autoescape=template.engine.autoescape))
     return output, _MISSING_RE.findall(output)
+
+
+def strip_missing(output: str) -> str:
+    """``output`` with the markers of missing variables removed (for previews)."""
+    return _MISSING_RE.sub("", output)
 
 
 def render_text(source: str, context: Mapping[str, Any], *, type_key: str, part: str) -> str:

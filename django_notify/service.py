@@ -15,8 +15,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, router, transaction
 from django.utils import timezone
 
+from django_notify import content, languages
 from django_notify.channels import channels as channel_handler
 from django_notify.conf import notify_settings
+from django_notify.context import freeze
 from django_notify.exceptions import ForbiddenChannel, InvalidRecipients, UnknownChannel
 from django_notify.fanout import NotificationWriter, OutboxChannel, iter_chunks
 from django_notify.models import Notification
@@ -100,7 +102,11 @@ def notify(
     # clearly instead of rendering "None"), so the type's defaults can supply them.
     given = {name: value for name, value in (("actor", actor), ("target", target)) if value is not None}
     full_context = notification_type.get_context(context, **given)
-    shared = notification_type.render_shared(full_context)
+    texts = _Texts(notification_type, full_context)
+    texts.shared(languages.site_language())  # a gap in the context fails here, before any write
+    for backend in backends:
+        if not backend.is_inbox and (backend.renders_own_text or content.has_own_text(notification_type, backend.alias)):
+            content.check_channel(notification_type, backend.alias, full_context)
 
     now = timezone.now()
     start = max(send_at, now) if send_at is not None else now
@@ -112,6 +118,8 @@ def notify(
         "type": notification_type.key,
         "category": notification_type.category,
         "data": _json_object(data),
+        # Kept for the channels that render when they send (email); the inbox needs none.
+        "context": freeze(full_context) if outbox else {},
         **_reference("actor", actor),
         **_reference("target", target),
         "created_at": now,
@@ -119,8 +127,6 @@ def notify(
         "expires_at": expires_at,
         "idempotency_key": idempotency_key,
     }
-    if shared is not None:
-        values.update(_text_values(shared, url, target))
     ttl_deadline = start + notification_type.ttl
     delivery_values = {
         "next_attempt_at": start,
@@ -129,38 +135,55 @@ def notify(
     }
 
     using = router.db_for_write(Notification)
-    writer = NotificationWriter(
-        using,
-        values,
-        deduplicate=idempotency_key is not None,
-        outbox=outbox,
-        delivery_values=delivery_values,
-    )
+    writers: dict[str, NotificationWriter] = {}
+
+    def writer(language: str) -> NotificationWriter:
+        """The writer of one language's rows; its text is a constant when it can be shared."""
+        if language not in writers:
+            shared = texts.shared(language)
+            row_values = {**values, "language": language}
+            if shared is not None:
+                row_values.update(_text_values(shared, url, target))
+            writers[language] = NotificationWriter(
+                using,
+                row_values,
+                deduplicate=idempotency_key is not None,
+                outbox=outbox,
+                delivery_values=delivery_values,
+            )
+        return writers[language]
+
+    def personal_row(user: Any, language: str) -> Notification:
+        rendered = texts.shared(language) or texts.personal(user, language)
+        return Notification(recipient_id=user.pk, **values, language=language, **_text_values(rendered, url, target))
+
     result = NotifyResult(type=notification_type.key)
     single = _single_recipient(recipients)
     announce = notification_created.has_listeners(notification_type.__class__)
     with transaction.atomic(using=using):
         for chunk in _recipient_chunks(recipients, using):
-            if shared is not None:
-                written = writer.insert_chunk(chunk)
-            else:
-                rows = _personal_rows(
-                    notification_type,
-                    full_context,
-                    chunk,
-                    values,
-                    url,
-                    target,
-                    using,
-                    idempotency_key,
-                )
-                written = writer.insert_rows(rows)
+            ids: list[int] = []
+            groups = languages.split_by_language(chunk)
+            if groups is None:
+                # The language is known only to loaded users: load the chunk, insert its rows.
+                users = _without_existing(chunk, notification_type, idempotency_key, using)
+                rows = [personal_row(user, languages.language_of(user)) for user in users]
+                ids += [pk for pk, _recipient in writer(languages.site_language()).insert_rows(rows)]
                 result.existing += chunk.count() - len(rows) if idempotency_key else 0
-            ids = [pk for pk, _recipient in written]
+            for language, group in groups or ():
+                if texts.shared(language) is not None:
+                    written = writer(language).insert_chunk(group)
+                    if idempotency_key is not None:
+                        result.existing += group.count() - len(written)
+                else:
+                    users = _without_existing(group, notification_type, idempotency_key, using)
+                    rows = [personal_row(user, language) for user in users]
+                    written = writer(language).insert_rows(rows)
+                    result.existing += group.count() - len(rows) if idempotency_key else 0
+                ids += [pk for pk, _recipient in written]
             result.created += len(ids)
-            result.deliveries += writer.insert_deliveries(ids)
-            if shared is not None and idempotency_key is not None:
-                result.existing += chunk.count() - len(ids)
+            if ids:
+                result.deliveries += writer(languages.site_language()).insert_deliveries(ids)
             if announce and ids:
                 notification_created.send(
                     sender=notification_type.__class__,
@@ -244,29 +267,35 @@ def _single_recipient(recipients: Any) -> Any:
     return None
 
 
-def _personal_rows(
-    notification_type: NotificationType,
-    context: dict[str, Any],
-    chunk: models.QuerySet[Any],
-    values: dict[str, Any],
-    url: str | None,
-    target: Any,
-    using: str,
-    idempotency_key: str | None,
-) -> list[Notification]:
-    """Render per recipient: the templates use ``recipient``."""
-    users = chunk
-    if idempotency_key is not None:
-        users = users.exclude(
-            pk__in=Notification.objects.using(using)
-            .filter(type=notification_type.key, idempotency_key=idempotency_key)
-            .values("recipient_id")
-        )
-    rows = []
-    for user in users:
-        rendered = notification_type.render({**context, "recipient": user})
-        rows.append(Notification(recipient_id=user.pk, **values, **_text_values(rendered, url, target)))
-    return rows
+class _Texts:
+    """The inbox text of one ``notify()`` call, rendered once per language when it can be shared."""
+
+    def __init__(self, notification_type: NotificationType, context: dict[str, Any]) -> None:
+        self.notification_type = notification_type
+        self.context = context
+        self._shared: dict[str, Rendered | None] = {}
+
+    def shared(self, language: str) -> Rendered | None:
+        """The text every recipient reading ``language`` gets, or ``None`` if it uses ``recipient``."""
+        if language not in self._shared:
+            self._shared[language] = content.render_inbox_shared(self.notification_type, self.context, language=language)
+        return self._shared[language]
+
+    def personal(self, user: Any, language: str) -> Rendered:
+        return content.render_inbox(self.notification_type, {**self.context, "recipient": user}, language=language)
+
+
+def _without_existing(
+    users: models.QuerySet[Any], notification_type: NotificationType, idempotency_key: str | None, using: str
+) -> models.QuerySet[Any]:
+    """``users`` less those who already have this type's notification with ``idempotency_key``."""
+    if idempotency_key is None:
+        return users
+    return users.exclude(
+        pk__in=Notification.objects.using(using)
+        .filter(type=notification_type.key, idempotency_key=idempotency_key)
+        .values("recipient_id")
+    )
 
 
 def _text_values(rendered: Rendered, url: str | None, target: Any) -> dict[str, Any]:

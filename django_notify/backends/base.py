@@ -131,6 +131,9 @@ class BaseChannelBackend:
     default_options: ClassVar[dict[str, Any]] = {}
     #: True for the inbox, whose notification row is its own delivery: no outbox rows.
     is_inbox: ClassVar[bool] = False
+    #: True if the backend renders its own text when it sends (see :mod:`django_notify.content`),
+    #: so ``notify()`` checks the channel's templates against the context up front.
+    renders_own_text: ClassVar[bool] = False
     #: ``"user"``: one delivery per recipient; ``"push_subscription"``: one per
     #: active push subscription of the recipient.
     destination: ClassVar[str] = "user"

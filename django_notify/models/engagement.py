@@ -14,6 +14,7 @@ class EngagementKind(models.TextChoices):
     CLICKED = "clicked", _("clicked")
     DISMISSED = "dismissed", _("dismissed")
     ACTION = "action", _("action")
+    UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
 
 
 class AbstractEngagementEvent(models.Model):

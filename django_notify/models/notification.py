@@ -99,6 +99,11 @@ class AbstractNotification(models.Model):
     body = models.TextField(_("body"), blank=True)
     url = models.CharField(_("URL"), max_length=2048, blank=True)
     data = models.JSONField(_("data"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+    #: The language the text was rendered in; channels rendered at send time use it too.
+    language = models.CharField(_("language"), max_length=15, blank=True)
+    #: The template context given to ``notify()``, kept (see :mod:`django_notify.context`)
+    #: for the channels that render their own text when they send, such as email.
+    context = models.JSONField(_("context"), default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     # No database constraint on the content types: the rows are static, and a
     # constraint trigger per inserted row would cost fan-out ~15% on PostgreSQL.

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from django_notify.testing import Capture, OutboxMessage
 
 
+@pytest.fixture(autouse=True)
+def _notify_template_caches() -> Iterator[None]:
+    """Each test reads template overrides afresh: a rolled-back override must not outlive its test."""
+    from django_notify import content
+
+    content.clear_caches()
+    yield
+    content.clear_caches()
+
+
 @pytest.fixture
 def notify_outbox() -> Iterator[list[OutboxMessage]]:
     from django_notify import testing
