@@ -288,8 +288,11 @@ def _is_base_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/") and not (
-        parts.query or parts.fragment or parts.username
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
     )
 
 
@@ -323,8 +326,14 @@ VALIDATORS: dict[str, tuple[Any, str]] = {
     "EVENT_TOKEN_MAX_AGE_DAYS": (_is_positive_int, "a positive integer"),
     "BASE_URL": (_is_base_url, 'None or a scheme and host such as "https://example.com"'),
     "SITE_NAME": (lambda v: v is None or isinstance(v, str), "None or a string"),
-    "RECIPIENT_LANGUAGE": (lambda v: v is None or (isinstance(v, str) and v != ""), "None, a field name or a dotted path"),
+    "RECIPIENT_LANGUAGE": (
+        lambda v: v is None or (isinstance(v, str) and v != ""),
+        "None, a field name or a dotted path",
+    ),
     "UNSUBSCRIBE_SCOPE": (lambda v: v in UNSUBSCRIBE_SCOPES, f"one of {', '.join(UNSUBSCRIBE_SCOPES)}"),
     "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": (_is_positive_int, "a positive integer"),
-    "TEMPLATE_CACHE_SECONDS": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number of seconds, 0 or more"),
+    "TEMPLATE_CACHE_SECONDS": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+        "a number of seconds, 0 or more",
+    ),
 }

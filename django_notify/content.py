@@ -181,7 +181,7 @@ def clear_caches() -> None:
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting in {"TEMPLATES", "INSTALLED_APPS", "DJANGO_NOTIFY"}:
+    if setting in {"TEMPLATES", "INSTALLED_APPS"}:
         clear_caches()
 
 
@@ -231,7 +231,9 @@ def resolve(notification_type: NotificationType, channel: str, language: str = "
         else:
             source = str(getattr(notification_type, part) or "")
             if source or part == "body":
-                found[part] = Source("type", f"{notification_type.key}.{part}", compile_template(source) if source else None)
+                found[part] = Source(
+                    "type", f"{notification_type.key}.{part}", compile_template(source) if source else None
+                )
             else:
                 name = str(notification_type.verbose_name or notification_type.key)
                 found[part] = Source("generic", "", compile_template(name.replace("{", "{% templatetag openbrace %}")))
@@ -301,7 +303,11 @@ def render_inbox_shared(
     with translation.override(language or None):
         sources = resolve(notification_type, "in_app", language)
         outputs: dict[str, tuple[str, list[str]]] = {}
-        for part, source in (("title", sources["title"]), ("body", sources["body"]), ("url", _url_source(notification_type))):
+        for part, source in (
+            ("title", sources["title"]),
+            ("body", sources["body"]),
+            ("url", _url_source(notification_type)),
+        ):
             outputs[part] = _render(source, probed)
             if probe.touched:
                 return None

@@ -105,7 +105,9 @@ def notify(
     texts = _Texts(notification_type, full_context)
     texts.shared(languages.site_language())  # a gap in the context fails here, before any write
     for backend in backends:
-        if not backend.is_inbox and (backend.renders_own_text or content.has_own_text(notification_type, backend.alias)):
+        if not backend.is_inbox and (
+            backend.renders_own_text or content.has_own_text(notification_type, backend.alias)
+        ):
             content.check_channel(notification_type, backend.alias, full_context)
 
     now = timezone.now()
@@ -278,7 +280,9 @@ class _Texts:
     def shared(self, language: str) -> Rendered | None:
         """The text every recipient reading ``language`` gets, or ``None`` if it uses ``recipient``."""
         if language not in self._shared:
-            self._shared[language] = content.render_inbox_shared(self.notification_type, self.context, language=language)
+            self._shared[language] = content.render_inbox_shared(
+                self.notification_type, self.context, language=language
+            )
         return self._shared[language]
 
     def personal(self, user: Any, language: str) -> Rendered:
