@@ -12,8 +12,10 @@ class NotifyConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from django_notify import checks  # noqa: F401  (registers the system checks)
-        from django_notify import content
+        from django_notify import (
+            checks,  # noqa: F401  (registers the system checks)
+            content,
+        )
         from django_notify.registry import TEST_TYPE, registry
 
         if TEST_TYPE.key not in registry:
