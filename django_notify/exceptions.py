@@ -80,6 +80,14 @@ class BadEventToken(NotifyError, ValueError):
         super().__init__(message)
 
 
+class BadUnsubscribeToken(NotifyError, ValueError):
+    """An unsubscribe link's token is malformed, tampered with, or ``expired``."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        self.expired = expired
+        super().__init__(message)
+
+
 class NotifyConfigurationError(ImproperlyConfigured):
     """django_notify is set up wrongly; the message names the setting to fix."""
 
