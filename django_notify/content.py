@@ -345,3 +345,28 @@ def check_channel(
 def _url_source(notification_type: NotificationType) -> Source:
     source = str(notification_type.url or "")
     return Source("type", f"{notification_type.key}.url", compile_template(source) if source else None)
+
+
+def render_stored(
+    notification: Any,
+    notification_type: NotificationType,
+    channel: str,
+    *,
+    parts: tuple[str, ...] = ("title", "body"),
+    extra: Mapping[str, Any] | None = None,
+) -> Content:
+    """Render a channel's own text for a stored notification, from the context kept with it.
+
+    For channels that send the inbox text unless they have their own (:func:`has_own_text`).
+    """
+    from django_notify.context import thaw
+
+    values = {
+        **thaw(notification.context or {}),
+        "recipient": notification.recipient,
+        "notification": notification,
+        "notification_type": notification_type,
+        "url": notification.url,
+        **(extra or {}),
+    }
+    return render(notification_type, channel, values, language=notification.language, parts=parts)

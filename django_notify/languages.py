@@ -3,7 +3,8 @@
 ``DJANGO_NOTIFY["RECIPIENT_LANGUAGE"]`` says where to find it:
 
 * a field of the user model, or a lookup path through forward relations
-  (``"language"``, ``"profile__language"``): read in the database, so ``notify()``
+  (``"language"``, ``"profile__language"``; foreign keys and one-to-one relations
+  either way): read in the database, so ``notify()``
   splits a chunk of recipients by language with one query and stays set-based;
 * an attribute or property of the user (loaded users are asked);
 * the dotted path of a callable ``language_of(user) -> str | None``;
@@ -109,8 +110,10 @@ def _field_path_ok(model: type[models.Model], names: list[str]) -> bool:
         last = position == len(names) - 1
         if last:
             return bool(getattr(field, "concrete", False)) and not field.is_relation
-        # A reverse or many-valued relation would give a user several languages.
-        if not (field.is_relation and (field.many_to_one or field.one_to_one) and getattr(field, "concrete", False)):
+        # Single-valued only (a foreign key, or a one-to-one either way, such as a profile):
+        # a many-valued relation would give a user several languages.
+        single = (field.many_to_one and getattr(field, "concrete", False)) or field.one_to_one
+        if not (field.is_relation and single):
             return False
         related = field.related_model
         if not isinstance(related, type):

@@ -40,7 +40,7 @@ from django.core import checks
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from django_notify import __version__
+from django_notify import __version__, content
 from django_notify.backends.base import BaseChannelBackend, DeliveryResult, parse_retry_after
 from django_notify.exceptions import InvalidBackendError
 from django_notify.push import crypto, endpoints, payload, vapid
@@ -262,10 +262,14 @@ class WebPushBackend(BaseChannelBackend):
         from django_notify.tokens import make_event_token
 
         options = notification_type.push if notification_type else {}
+        title, body = notification.title, notification.body
+        if notification_type is not None and content.has_own_text(notification_type, self.alias):
+            own = content.render_stored(notification, notification_type, self.alias)
+            title, body = own.title, own.body
         message: dict[str, Any] = {
             "id": notification.pk,
-            "title": notification.title,
-            "body": notification.body,
+            "title": title,
+            "body": body,
             "url": notification.url,
             "tag": f"notification-{notification.pk}",
             "icon": self.options["icon"],

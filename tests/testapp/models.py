@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -25,3 +26,10 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Profile(models.Model):
+    """Where the tests keep a user's language (``RECIPIENT_LANGUAGE = "profile__language"``)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    language = models.CharField(max_length=15, blank=True, null=True)  # noqa: DJ001  (NULL is a case to test)
