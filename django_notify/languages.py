@@ -37,7 +37,7 @@ from django_notify.conf import DEFAULTS, notify_settings
 
 
 class LanguageSettingError(ValueError):
-    """``RECIPIENT_LANGUAGE`` names nothing usable (reported by check E041)."""
+    """``RECIPIENT_LANGUAGE`` names nothing usable (reported by check E052)."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A worker has no request to build absolute URLs from, so they come from
 ``DJANGO_NOTIFY["BASE_URL"]``, or else from the current ``Site`` of
 ``django.contrib.sites`` (over https). ``manage.py check`` reports an email channel
-with neither (``django_notify.E040``).
+with neither (``django_notify.E050``).
 """
 
 from __future__ import annotations

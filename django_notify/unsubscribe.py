@@ -12,21 +12,29 @@ change is recorded against them. Types the recipient cannot mute on the channel
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
 from django.core import signing
+from django.core.exceptions import ValidationError
+from django.db import router, transaction
 from django.urls import NoReverseMatch, reverse
 
 from django_notify.conf import notify_settings
 from django_notify.exceptions import BadUnsubscribeToken
+from django_notify.preferences import RecipientPreferences, specificity
+from django_notify.registry import registry
 from django_notify.sites import absolute_url
 
 if TYPE_CHECKING:
-    from django_notify.models import Delivery
+    from django_notify.models import Delivery, Preference
     from django_notify.registry import NotificationType
+
+logger = logging.getLogger(__name__)
 
 #: The signing salt: a token for another purpose never passes as an unsubscribe token.
 SALT = "django_notify.unsubscribe"
@@ -132,7 +140,7 @@ def scope_for(deliveries: Sequence[Delivery], types: Sequence[NotificationType])
 def unsubscribe_url(scope: UnsubscribeScope) -> str:
     """The absolute URL of the unsubscribe endpoint for ``scope``.
 
-    Raises ``NoReverseMatch`` if ``django_notify.urls`` is not included (check E040 says so).
+    Raises ``NoReverseMatch`` if ``django_notify.urls`` is not included (check W051 says so).
     """
     return absolute_url(reverse("django_notify:unsubscribe", args=[make_token(scope)]))
 
@@ -146,3 +154,185 @@ def unsubscribe_link(deliveries: Sequence[Delivery], types: Sequence[Notificatio
         return unsubscribe_url(scope)
     except NoReverseMatch:
         return None
+
+
+# -- applying a link -----------------------------------------------------------------
+
+#: ``(channel, category, type)`` of a :class:`~django_notify.models.Preference`; blank is "any".
+RuleScope = tuple[str, str, str]
+
+
+def recipient(scope: UnsubscribeScope) -> Any:
+    """The user ``scope`` names; :class:`BadUnsubscribeToken` if they no longer exist."""
+    try:
+        user = get_user_model()._default_manager.filter(pk=scope.user_id).first()
+    except (ValueError, TypeError, ValidationError):
+        # A primary key of another shape than this user model's (the model was swapped).
+        user = None
+    if user is None:
+        raise BadUnsubscribeToken("This unsubscribe link is not valid.")
+    return user
+
+
+def covered_types(scope: UnsubscribeScope) -> list[NotificationType]:
+    """The registered types ``scope`` turns off on its channel, locked ones included.
+
+    A category covers its types sent on the channel; a key no longer registered is left out.
+    """
+    found = {
+        t.key: t for t in registry if t.category in scope.categories and scope.channel in t.get_channels()
+    }
+    found.update({key: registry.get(key) for key in scope.types if key in registry})
+    return sorted(found.values(), key=lambda t: (t.category, t.key))
+
+
+def still_sent(scope: UnsubscribeScope) -> list[NotificationType]:
+    """The types of ``scope`` no preference can stop on its channel (critical or required there)."""
+    return [t for t in covered_types(scope) if t.is_locked(scope.channel)]
+
+
+class _Rules:
+    """One user's preference rows, changed one scope at a time inside a transaction."""
+
+    def __init__(self, user_id: Any, using: str) -> None:
+        from django_notify.models import Preference
+
+        self.user_id = user_id
+        self.using = using
+        self.rows: dict[RuleScope, Preference] = {
+            (row.channel, row.category, row.type): row
+            for row in Preference.objects.using(using).filter(user_id=user_id)
+        }
+        self.changed = False
+
+    def resolved(self) -> RecipientPreferences:
+        return RecipientPreferences(rules=[(specificity(row), row) for row in self.rows.values()])
+
+    def set_enabled(self, scope: RuleScope, enabled: bool | None) -> None:
+        """Store ``enabled`` on the row of ``scope``, keeping its ``frequency``.
+
+        A row left setting nothing is deleted, as the settings API leaves none.
+        """
+        from django_notify.models import Preference
+
+        row = self.rows.get(scope)
+        if (row.enabled if row is not None else None) is enabled:
+            return
+        channel, category, type_key = scope
+        rows = Preference.objects.using(self.using).filter(
+            user_id=self.user_id, channel=channel, category=category, type=type_key
+        )
+        if enabled is None and row is not None and not row.frequency:
+            rows.delete()
+            del self.rows[scope]
+        else:
+            # update_or_create: a row a concurrent request just created is updated, not duplicated.
+            self.rows[scope], _created = Preference.objects.using(self.using).update_or_create(
+                user_id=self.user_id, channel=channel, category=category, type=type_key, defaults={"enabled": enabled}
+            )
+        self.changed = True
+
+    def outrank(self, notification_type: NotificationType, channel: str) -> None:
+        """Make sure ``notification_type`` is off on ``channel`` after its type or category was switched off.
+
+        A more specific rule may still switch it on (a preference center that saves
+        every type sets one per type). Such a rule for this channel is cleared; one
+        for every channel is outranked by the same rule for this channel. Each step
+        removes a rule in the way or adds one that wins, so this ends.
+        """
+        while True:
+            rule = self.resolved().rule_for(channel, notification_type.category, notification_type.key, "enabled")
+            if rule is None or not rule.enabled:
+                return
+            if rule.channel == channel:
+                self.set_enabled((rule.channel, rule.category, rule.type), None)
+            else:
+                self.set_enabled((channel, rule.category, rule.type), False)
+
+
+def apply(scope: UnsubscribeScope, *, method: str) -> bool:
+    """Turn off what ``scope`` names; ``True`` if that changed anything, ``False`` if it was off already.
+
+    A category gets ``Preference(channel, category)``, a type ``Preference(channel,
+    type=key)`` (the row the settings API writes for it, so a user can switch it back
+    there), each with ``enabled=False``. A change is recorded as an ``unsubscribed``
+    :class:`~django_notify.models.EngagementEvent` of the notification the link came
+    with, if it still exists. ``method`` (``"one-click"``, ``"form"``) goes into the
+    event. Raises :class:`BadUnsubscribeToken` if the user no longer exists.
+    """
+    from django_notify.models import Preference
+
+    user = recipient(scope)
+    channel = scope.channel
+    with transaction.atomic(using=router.db_for_write(Preference)):
+        rules = _Rules(user.pk, router.db_for_write(Preference))
+        for category in scope.categories:
+            rules.set_enabled((channel, category, ""), False)
+        for key in scope.types:
+            rules.set_enabled((channel, "", key), False)
+        for notification_type in covered_types(scope):
+            if not notification_type.is_locked(channel):
+                rules.outrank(notification_type, channel)
+        if rules.changed:
+            _record(scope, method)
+    if rules.changed:
+        logger.info(
+            "User %s unsubscribed from %s on %s (%s).",
+            user.pk,
+            ", ".join([*scope.categories, *scope.types]),
+            channel,
+            method,
+        )
+    return rules.changed
+
+
+def resubscribe(scope: UnsubscribeScope) -> bool:
+    """Undo :func:`apply`: clear the switches it sets; ``True`` if that changed anything.
+
+    Only rows for the link's channel are touched, so a type the user had switched
+    off on its own stays off after undoing a category. Raises
+    :class:`BadUnsubscribeToken` if the user no longer exists.
+    """
+    from django_notify.models import Preference
+
+    user = recipient(scope)
+    channel = scope.channel
+    with transaction.atomic(using=router.db_for_write(Preference)):
+        rules = _Rules(user.pk, router.db_for_write(Preference))
+        switched: list[RuleScope] = [(channel, category, "") for category in scope.categories]
+        for key in scope.types:
+            category = registry.get(key).category if key in registry else ""
+            # The second is the row apply() adds when a rule for every channel was in the way.
+            switched += [(channel, "", key), (channel, category, key)]
+        for rule_scope in switched:
+            row = rules.rows.get(rule_scope)
+            if row is not None and row.enabled is False:
+                rules.set_enabled(rule_scope, None)
+    if rules.changed:
+        logger.info(
+            "User %s undid unsubscribing from %s on %s.", user.pk, ", ".join([*scope.categories, *scope.types]), channel
+        )
+    return rules.changed
+
+
+def _record(scope: UnsubscribeScope, method: str) -> None:
+    from django_notify.models import Delivery, EngagementEvent, Notification
+
+    using = router.db_for_write(EngagementEvent)
+    if scope.notification_id is None:
+        return
+    # The event needs its notification; retention may have deleted it (or the delivery) since.
+    notification = Notification.objects.using(using).filter(pk=scope.notification_id).only("type").first()
+    if notification is None:
+        return
+    delivery_id = scope.delivery_id
+    if delivery_id is not None and not Delivery.objects.using(using).filter(pk=delivery_id).exists():
+        delivery_id = None
+    EngagementEvent.objects.using(using).create(
+        notification=notification,
+        delivery_id=delivery_id,
+        type=notification.type,
+        channel=scope.channel,
+        kind=EngagementEvent.Kind.UNSUBSCRIBED,
+        metadata={"categories": list(scope.categories), "types": list(scope.types), "method": method},
+    )

@@ -260,7 +260,7 @@ def test_a_bad_language_setting_is_a_check_error():
         with pytest.raises(languages.LanguageSettingError, match="profile__nope"):
             languages.language_source()
         messages = call_check()
-    assert "django_notify.E042" in messages
+    assert "django_notify.E052" in messages
 
 
 def call_check():
