@@ -179,9 +179,7 @@ def covered_types(scope: UnsubscribeScope) -> list[NotificationType]:
 
     A category covers its types sent on the channel; a key no longer registered is left out.
     """
-    found = {
-        t.key: t for t in registry if t.category in scope.categories and scope.channel in t.get_channels()
-    }
+    found = {t.key: t for t in registry if t.category in scope.categories and scope.channel in t.get_channels()}
     found.update({key: registry.get(key) for key in scope.types if key in registry})
     return sorted(found.values(), key=lambda t: (t.category, t.key))
 

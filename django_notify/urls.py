@@ -1,4 +1,4 @@
-"""URLconf of the REST API. Include it under any prefix::
+"""URLconf of the REST API, the service worker and the unsubscribe pages. Include it under any prefix::
 
     path("api/notifications/", include("django_notify.urls"))
 
@@ -52,6 +52,9 @@ router.register("", NotificationViewSet, basename="notification")
 urlpatterns = [
     # The service worker, served from inside the URLconf with Service-Worker-Allowed: /.
     path("sw.js", views.service_worker, name="service-worker"),
+    # The List-Unsubscribe target of emails; before the router, whose detail routes would take it.
+    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("unsubscribe/<str:token>", views.unsubscribe),
     *router.urls,
     re_path(r"^", not_found),
 ]
