@@ -189,9 +189,12 @@ def test_languages_from_a_related_field_split_the_fanout_set_based(user_factory)
     no_profile = user_factory()
     recipients = get_user_model().objects.filter(pk__in=[u.pk for u in [*users, no_profile]])
     settings = notify_settings(RECIPIENT_LANGUAGE="profile__language")
-    with registered(SPEAKS), override_settings(DJANGO_NOTIFY=settings, LANGUAGES=LANGUAGES, LANGUAGE_CODE="en"):
-        with CaptureQueriesContext(connection) as queries:
-            result = notify("speaks", recipients, context={"item": "x"})
+    with (
+        registered(SPEAKS),
+        override_settings(DJANGO_NOTIFY=settings, LANGUAGES=LANGUAGES, LANGUAGE_CODE="en"),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        result = notify("speaks", recipients, context={"item": "x"})
     assert result.created == 8
     got = dict(Notification.objects.values_list("recipient_id", "language"))
     expected = ["de", "fr", "pt-br", "de", "en", "en", "en"]
@@ -279,9 +282,11 @@ def call_check():
 @pytest.mark.django_db
 def test_reverse_relations_are_not_language_paths():
     # A reverse relation could give a user several languages, hence several notifications.
-    with override_settings(DJANGO_NOTIFY=notify_settings(RECIPIENT_LANGUAGE="groups__name")):
-        with pytest.raises(languages.LanguageSettingError):
-            languages.language_source()
+    with (
+        override_settings(DJANGO_NOTIFY=notify_settings(RECIPIENT_LANGUAGE="groups__name")),
+        pytest.raises(languages.LanguageSettingError),
+    ):
+        languages.language_source()
 
 
 # -- the stored context -----------------------------------------------------------

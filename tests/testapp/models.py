@@ -33,3 +33,6 @@ class Profile(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     language = models.CharField(max_length=15, blank=True, null=True)  # noqa: DJ001  (NULL is a case to test)
+
+    def __str__(self) -> str:
+        return f"profile of user {self.user_id}"
