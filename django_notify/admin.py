@@ -17,20 +17,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_notify import queue
+from django_notify import preview, queue
 from django_notify.api.push import browser_label
 from django_notify.conf import notify_settings
+from django_notify.languages import site_language
 from django_notify.models import (
     Delivery,
     DeliveryStatus,
@@ -533,9 +537,64 @@ class UserPreferencesAdmin(NotifyModelAdmin):
     readonly_fields = ("updated_at",)
 
 
+def _select(field: forms.Field, choices: list[tuple[str, Any]], current: Any) -> None:
+    """Show ``field`` as a select of ``choices``, keeping a saved value no longer among them."""
+    if current and current not in {value for value, _label in choices}:
+        choices.append((current, current))
+    field.widget = forms.Select(choices=choices)
+
+
+def type_choices() -> list[tuple[str, str]]:
+    return [(t.key, t.key if str(t) == t.key else f"{t} ({t.key})") for t in registry]
+
+
+class TemplateOverrideForm(ScopeForm):
+    """Type, channel and language picked from what is configured; the templates are checked by the model."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        blank = [("", "---------")]
+        choices: dict[str, list[tuple[str, Any]]] = {
+            "type": [*blank, *type_choices()],
+            "channel": [*blank, *((alias, alias) for alias in notify_settings.CHANNELS)],
+            "language": [("", _("Every language")), *settings.LANGUAGES],
+        }
+        for name, options in choices.items():
+            if name in self.fields:
+                _select(self.fields[name], options, self.initial.get(name))
+
+
+class PreviewForm(forms.Form):
+    """The type, channel and language to preview."""
+
+    type = forms.ChoiceField(label=_("type"))
+    channel = forms.ChoiceField(label=_("channel"))
+    language = forms.ChoiceField(label=_("language"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = {
+            "type": type_choices(),
+            "channel": [(alias, alias) for alias in notify_settings.CHANNELS],
+            "language": list(settings.LANGUAGES),
+        }
+        for name, options in choices.items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = options
+
+    @classmethod
+    def defaults(cls) -> dict[str, str]:
+        return {
+            "type": next((t.key for t in registry), ""),
+            "channel": next(iter(notify_settings.CHANNELS), ""),
+            "language": site_language(),
+        }
+
+
 @admin.register(TemplateOverride)
 class TemplateOverrideAdmin(NotifyModelAdmin):
-    form = ScopeForm
+    form = TemplateOverrideForm
     list_display = ("type", "channel", "language", "is_active", "updated_at")
     list_filter = (TypeFilter, ChannelFilter, "is_active")
     # A small table, edited by hand: plain search is fine here.
@@ -547,6 +606,36 @@ class TemplateOverrideAdmin(NotifyModelAdmin):
         (_("Templates"), {"fields": ("title", "body", "html")}),
     )
     readonly_fields = ("updated_at",)
+    preview_template = "admin/django_notify/templateoverride/preview.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        # Before the model's own URLs, whose "<object_id>/" would take "preview/".
+        return [path("preview/", self.admin_site.admin_view(self.preview_view), name=name), *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """Every part of a type on a channel in a language, rendered with the type's sample context."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = PreviewForm({**PreviewForm.defaults(), **request.GET.dict()})
+        result = None
+        if form.is_valid():
+            result = preview.preview(
+                registry.get(form.cleaned_data["type"]),
+                form.cleaned_data["channel"],
+                form.cleaned_data["language"],
+                request.user,
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Preview of notification templates"),
+            "form": form,
+            "preview": result,
+            "overview": preview.overview(code for code, _name in settings.LANGUAGES),
+            "languages": settings.LANGUAGES,
+        }
+        return TemplateResponse(request, self.preview_template, context)
 
 
 # -- engagement -------------------------------------------------------------------
