@@ -21,6 +21,9 @@ Ids are stable: once shipped, an id is never reused for another problem.
 ``django_notify.E030``     ``DELIVERY_MODE`` is ``"queue"`` but ``django_q`` is not installed
 ``django_notify.E031``     ``LEASE_SECONDS`` is not longer than ``Q_CLUSTER["timeout"]``
 ``django_notify.W032``     the queue runs on an SQLite file without ``"transaction_mode": "IMMEDIATE"``
+``django_notify.E050``     an email channel has no address for absolute links (``BASE_URL``)
+``django_notify.W051``     an email channel, but ``django_notify.urls`` is not included: no unsubscribe links
+``django_notify.E052``     ``RECIPIENT_LANGUAGE`` names nothing usable
 =========================  =========================================================
 """
 
@@ -305,3 +308,71 @@ def _check_sqlite_transaction_mode(q_cluster: Mapping[str, Any]) -> list[CheckMe
                 )
             )
     return warnings
+
+
+@register(Tags.compatibility)
+def check_email_and_languages(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Email needs absolute links and an unsubscribe URL; languages need a usable source."""
+    from django_notify.languages import LanguageSettingError, language_source
+
+    errors: list[CheckMessage] = []
+    if isinstance(getattr(settings, "DJANGO_NOTIFY", {}), Mapping):
+        try:
+            language_source.cache_clear()
+            language_source()
+        except LanguageSettingError as exc:
+            errors.append(
+                Error(
+                    str(exc),
+                    hint='Name a field of the user model ("language", "profile__language"), an attribute, '
+                    "a dotted path to a function taking the user, or None for the site's LANGUAGE_CODE.",
+                    id="django_notify.E052",
+                )
+            )
+    aliases = _email_channels()
+    if not aliases:
+        return errors
+    from django_notify.sites import base_url
+
+    if not base_url():
+        errors.append(
+            Error(
+                f"Channel(s) {', '.join(aliases)} send email, but links in emails cannot be made absolute.",
+                hint='Set DJANGO_NOTIFY["BASE_URL"] = "https://your.site", or install django.contrib.sites '
+                "with SITE_ID and the site's domain.",
+                id="django_notify.E050",
+            )
+        )
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("django_notify:unsubscribe", args=["check"])
+    except NoReverseMatch:
+        errors.append(
+            Warning(
+                f"Channel(s) {', '.join(aliases)} send email, but django_notify.urls is not included, "
+                "so emails carry no one-click unsubscribe link (RFC 8058; Gmail and Yahoo require it for bulk mail).",
+                hint='Add path("api/notifications/", include("django_notify.urls")) to your URLconf.',
+                id="django_notify.W051",
+            )
+        )
+    return errors
+
+
+def _email_channels() -> list[str]:
+    from django_notify.backends.email import EmailBackend
+    from django_notify.channels import channels
+
+    user_settings = getattr(settings, "DJANGO_NOTIFY", {})
+    configured = user_settings.get("CHANNELS", {}) if isinstance(user_settings, Mapping) else {}
+    if not isinstance(configured, Mapping):
+        return []  # E003 reports it
+    found = []
+    for alias, config in configured.items():
+        try:
+            cls = channels.backend_class(alias, config.get("BACKEND") if isinstance(config, Mapping) else None)
+        except InvalidBackendError:
+            continue  # E005 reports it
+        if issubclass(cls, EmailBackend):
+            found.append(alias)
+    return found

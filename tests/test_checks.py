@@ -7,7 +7,7 @@ from django.core.management.base import SystemCheckError
 
 from django_notify import NotificationType
 from django_notify.backends.console import ConsoleBackend
-from django_notify.checks import check_django_q, check_registry, check_settings
+from django_notify.checks import check_django_q, check_email_and_languages, check_registry, check_settings
 from django_notify.exceptions import InvalidBackendError
 from django_notify.testing import registered
 
@@ -212,3 +212,45 @@ def test_queue_on_an_sqlite_file_needs_immediate_transactions(settings, tmp_path
 def test_engine_settings_are_validated(settings, key, value):
     settings.DJANGO_NOTIFY = {**settings.DJANGO_NOTIFY, key: value}
     assert ids(check_settings()) == ["django_notify.E003"]
+
+
+# -- email and languages --------------------------------------------------------------
+
+EMAIL = {"BACKEND": "django_notify.backends.email.EmailBackend"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, ["django_notify.E050"]),
+        ({"BASE_URL": "https://notify.example"}, []),
+        ({"BASE_URL": "https://notify.example", "RECIPIENT_LANGUAGE": "no_such_field"}, ["django_notify.E052"]),
+        (
+            {"BASE_URL": "https://notify.example", "RECIPIENT_LANGUAGE": "tests.nope.language_of"},
+            ["django_notify.E052"],
+        ),
+        ({"BASE_URL": "https://notify.example", "RECIPIENT_LANGUAGE": None}, []),
+    ],
+)
+def test_email_needs_a_base_url_and_languages_a_source(settings, extra, expected):
+    settings.DJANGO_NOTIFY = {"CHANNELS": {"in_app": IN_APP, "email": EMAIL}, **extra}
+    assert ids(check_email_and_languages()) == expected
+
+
+def test_an_email_channel_without_the_urlconf_warns(settings):
+    settings.DJANGO_NOTIFY = {"CHANNELS": {"in_app": IN_APP, "email": EMAIL}, "BASE_URL": "https://notify.example"}
+    settings.ROOT_URLCONF = "tests.testapp.no_urls"
+    assert ids(check_email_and_languages()) == ["django_notify.W051"]
+
+
+def test_links_are_made_absolute_from_the_base_url(settings):
+    from django_notify import sites
+
+    settings.DJANGO_NOTIFY = {"BASE_URL": "https://notify.example/", "SITE_NAME": "Back office"}
+    assert sites.base_url() == "https://notify.example"
+    assert sites.absolute_url("/orders/7/") == "https://notify.example/orders/7/"
+    assert sites.absolute_url("https://elsewhere.example/x") == "https://elsewhere.example/x"
+    assert sites.absolute_url("") == ""
+    assert (sites.site_name(), sites.mail_domain()) == ("Back office", "notify.example")
+    settings.DJANGO_NOTIFY = {"BASE_URL": "http://localhost:8000"}
+    assert (sites.site_name(), sites.mail_domain()) == ("localhost", "localhost")
