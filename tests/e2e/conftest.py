@@ -96,6 +96,8 @@ class E2E:
         self.notify_overrides: dict[str, Any] = {}
         self.failed = False
         self.user_batches = 0
+        #: Extra environment of the clusters started from now on (``DN_E2E_SMTP_PORT``).
+        self.env: dict[str, str] = {}
         self.configure()
 
     # Configuration shared by the test process and the clusters ---------------------
@@ -152,6 +154,7 @@ class E2E:
             "DN_E2E_SINK_PORT": str(self.sink.port),
             "DN_E2E_Q_CLUSTER": json.dumps(self.q_overrides),
             "DN_E2E_NOTIFY": json.dumps(self.notify_overrides),
+            **self.env,
         }
         if fake_start_utc is not None:
             env.update(faketime_env(fake_start_utc.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")))

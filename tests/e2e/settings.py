@@ -15,6 +15,8 @@ The test process passes, in the environment:
     a server database name, or on SQLite the path of the test database file;
 ``DN_E2E_SINK_PORT``
     the port of the loopback HTTP sink the ``webhook`` channel posts to;
+``DN_E2E_SMTP_PORT``
+    the port of the loopback SMTP server (``tests/smtp.py``) the ``email`` channel sends to;
 ``DN_E2E_Q_CLUSTER`` / ``DN_E2E_NOTIFY``
     JSON objects merged into ``Q_CLUSTER`` / ``DJANGO_NOTIFY`` (per-test values).
 
@@ -97,6 +99,11 @@ if SQLITE:
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
     }
+
+# The email channel goes through Django's SMTP backend, like a deployment's.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = "127.0.0.1"
+EMAIL_PORT = int(os.environ.get("DN_E2E_SMTP_PORT") or 25)
 
 Q_CLUSTER = q_cluster(_json_env("DN_E2E_Q_CLUSTER"))
 DJANGO_NOTIFY = notify_settings(int(os.environ.get("DN_E2E_SINK_PORT") or 9), _json_env("DN_E2E_NOTIFY"))
