@@ -176,13 +176,17 @@ def test_demo_serves_the_api(tmp_path: Path) -> None:
         assert status == 200
         assert b"csrfmiddlewaretoken" in body
 
-        # The demo's worker sends the email deliveries (console backend): none left pending.
+        # The demo's worker sends the email deliveries (Django's console email backend): none left pending.
         deadline = time.monotonic() + 60
         while query(db_path, "SELECT COUNT(*) FROM django_notify_delivery WHERE status != 'sent'")[0][0]:
             assert time.monotonic() < deadline, f"the worker did not send the emails:\n{log_path.read_text()}"
             time.sleep(0.5)
         assert query(db_path, "SELECT COUNT(*) FROM django_notify_delivery WHERE status = 'sent'")[0][0] > 0
-        assert "[email] delivery" in log_path.read_text()
+        log = log_path.read_text()
+        # Real emails, printed: multipart, with a one-click unsubscribe link to the demo server.
+        assert "Content-Type: multipart/alternative" in log
+        assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in log
+        assert "http://127.0.0.1:8000/api/notifications/unsubscribe/" in log
     finally:
         # The server leads its own session: end it and anything it started.
         with contextlib.suppress(ProcessLookupError):

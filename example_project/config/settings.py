@@ -108,6 +108,9 @@ Q_CLUSTER = {
 DJANGO_NOTIFY = {
     "CHANNELS": {
         "in_app": {"BACKEND": "django_notify.backends.in_app.InAppBackend"},
-        "email": {"BACKEND": "django_notify.backends.console.ConsoleBackend"},
+        # The real email channel; EMAIL_BACKEND above prints each message (text and HTML).
+        "email": {"BACKEND": "django_notify.backends.email.EmailBackend"},
     },
+    # Links in emails, including the one-click unsubscribe link, point at the demo server.
+    "BASE_URL": "http://127.0.0.1:8000",
 }
