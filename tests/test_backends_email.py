@@ -425,3 +425,19 @@ def test_no_str_format_on_templates():
     source = Path(__file__).resolve().parents[1].joinpath("django_notify/backends/email.py").read_text()
     assert ".format(" not in source
     assert "format_map" not in source
+
+
+def test_reasons_never_show_the_smtp_password(email_settings, settings, smtp, user_factory):
+    settings.EMAIL_HOST_USER = "mailer"
+    settings.EMAIL_HOST_PASSWORD = "hunter2-s3cret"
+    send([user_factory()])  # the server offers no AUTH: the login fails at open
+    email_settings(backend="tests.test_backends_email.ProviderBackend")
+    leaky = user_factory()
+    ProviderBackend.script = {leaky.email: RuntimeError("login mailer:hunter2-s3cret refused")}
+    send([leaky])
+
+    first, second = email_rows()
+    assert first.status == second.status == "pending"
+    assert first.last_error.startswith("cannot connect: SMTPNotSupportedError")
+    assert second.last_error == "RuntimeError: login mailer:******** refused"
+    assert smtp.messages == []
