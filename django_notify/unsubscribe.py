@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import ValidationError
+from django.core.signals import setting_changed
 from django.db import router, transaction
-from django.urls import NoReverseMatch, reverse
+from django.dispatch import receiver
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 
 from django_notify.conf import notify_settings
 from django_notify.exceptions import BadUnsubscribeToken
 from django_notify.preferences import RecipientPreferences, specificity
 from django_notify.registry import registry
-from django_notify.sites import absolute_url
+from django_notify.sites import absolute_url, base_url
 
 if TYPE_CHECKING:
     from django_notify.models import Delivery, Preference
@@ -142,7 +144,25 @@ def unsubscribe_url(scope: UnsubscribeScope) -> str:
 
     Raises ``NoReverseMatch`` if ``django_notify.urls`` is not included (check W051 says so).
     """
-    return absolute_url(reverse("django_notify:unsubscribe", args=[make_token(scope)]))
+    # reverse() costs more than signing the token: build the URL around a placeholder
+    # once per URLconf, script prefix and site address, then only put the token in.
+    key = (get_urlconf(), get_script_prefix(), base_url())
+    template = _url_templates.get(key)
+    if template is None:
+        template = absolute_url(reverse("django_notify:unsubscribe", args=[_PLACEHOLDER]))
+        _url_templates[key] = template
+    return template.replace(_PLACEHOLDER, make_token(scope))
+
+
+# Token characters are base64url and ":", so this never appears in one.
+_PLACEHOLDER = "dn-unsubscribe-token"
+_url_templates: dict[tuple[Any, str, str], str] = {}
+
+
+@receiver(setting_changed)
+def _forget_url_templates(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"ROOT_URLCONF", "DJANGO_NOTIFY", "FORCE_SCRIPT_NAME", "INSTALLED_APPS", "SITE_ID"}:
+        _url_templates.clear()
 
 
 def unsubscribe_link(deliveries: Sequence[Delivery], types: Sequence[NotificationType]) -> str | None:
