@@ -112,6 +112,7 @@ class _Session(SMTP):
             self.server.sessions += 1
             self.number = self.server.sessions
             self.server._open.add(self)
+            self.server.max_open = max(self.server.max_open, len(self.server._open))
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -140,6 +141,8 @@ class SMTPServer:
         self.rcpts: list[str] = []
         #: Connections accepted so far.
         self.sessions = 0
+        #: Most connections open at the same time.
+        self.max_open = 0
         self.message_count = 0
         self.recipient_count = 0
         self.port = 0

@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -227,6 +228,7 @@ def test_recipient_without_an_email_address_fails(email_settings, smtp, user_fac
 
 
 def test_a_batch_shares_one_connection(email_settings, smtp, user_factory):
+    email_settings(concurrency=1)
     users = [user_factory() for _ in range(20)]
     report = send(users)
 
@@ -237,6 +239,7 @@ def test_a_batch_shares_one_connection(email_settings, smtp, user_factory):
 
 
 def test_permanent_refusal_fails_only_that_delivery(email_settings, smtp, user_factory):
+    email_settings(concurrency=1)
     users = [user_factory() for _ in range(3)]
     smtp.refuse(users[1].email, 550, "5.1.1 <nobody> No such user here")
     send(users)
@@ -267,7 +270,7 @@ def test_transient_refusal_retries_with_the_same_message_id(email_settings, smtp
 
 
 def test_a_stalled_recipient_times_out_and_the_rest_are_sent(email_settings, smtp, user_factory):
-    email_settings(timeout=0.5)
+    email_settings(timeout=0.5, concurrency=1)
     users = [user_factory() for _ in range(3)]
     smtp.stall_rcpt(users[1].email, 5)
     send(users)
@@ -277,6 +280,31 @@ def test_a_stalled_recipient_times_out_and_the_rest_are_sent(email_settings, smt
     assert "no answer from the mail server within 0.5 s" in rows[1].last_error
     assert sorted(r.rcpt_tos[0] for r in smtp.messages) == sorted([users[0].email, users[2].email])
     assert smtp.sessions == 2  # a new connection after the stalled one
+
+
+def test_a_batch_is_sent_over_several_connections_at_once(email_settings, smtp, user_factory):
+    smtp.latency = 0.05  # a distant relay: every reply takes 50 ms
+    email_settings(concurrency=4)
+    users = [user_factory() for _ in range(12)]
+    started = time.monotonic()
+    report = send(users)
+    elapsed = time.monotonic() - started
+
+    assert report.sent == 12
+    assert smtp.max_open == 4 and smtp.sessions == 4
+    assert sorted(r.rcpt_tos[0] for r in smtp.messages) == sorted(u.email for u in users)
+    # Alone, 12 messages of ~5 round trips each would take 12 * 5 * 50 ms = 3 s.
+    assert elapsed < 12 * 5 * 0.05 / 2
+
+
+def test_a_stalled_connection_holds_up_none_of_the_others(email_settings, smtp, user_factory):
+    email_settings(timeout=1.0, concurrency=3)
+    users = [user_factory() for _ in range(9)]
+    smtp.stall_rcpt(users[0].email, 3)
+    report = send(users)
+
+    assert (report.sent, report.retried) == (8, 1)
+    assert len(smtp.messages) == 8
 
 
 def test_server_not_listening_retries_everything(email_settings, settings, user_factory):
@@ -346,6 +374,9 @@ def test_timeout_defaults_to_ten_seconds(settings):
         ({"headers": {"Message-ID": "<x@y>"}}, "headers"),
         ({"headers": {"X-Tag": "a\r\nBcc: x@example.com"}}, "headers"),
         ({"headers": {"Bad Name": "x"}}, "headers"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": 65}, "concurrency"),
+        ({"concurrency": True}, "concurrency"),
     ],
 )
 def test_invalid_options_name_the_option(options, option):

@@ -8,8 +8,11 @@ The parts are wrapped in the layouts ``django_notify/email/message.txt`` and
 ``message.html`` (``digest.txt``/``digest.html`` for digests), which a project
 overrides like any app template.
 
-A batch shares one connection of ``OPTIONS["backend"]`` (default ``EMAIL_BACKEND``),
-and each message is sent on its own, so each delivery gets its own result. SMTP
+A batch is rendered first, then sent over a few connections of ``OPTIONS["backend"]``
+(default ``EMAIL_BACKEND``) at once (``concurrency``, default 4; each connection in
+a thread of its own, sending one message after another), so the round trips of a
+distant relay overlap; each message is sent on its own, so each delivery gets its
+own result. SMTP
 answers are classified by their code: ``4xx`` retries, ``5xx`` fails; a dropped or
 silent connection retries that message and opens a new connection for the next.
 The ``Message-ID`` is derived from the delivery, so a message sent again after a
@@ -23,6 +26,7 @@ import inspect
 import math
 import re
 import smtplib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -87,7 +91,8 @@ class EmailBackend(BaseChannelBackend):
     ``OPTIONS``: ``backend`` (a Django email backend path; default ``EMAIL_BACKEND``),
     ``from_email`` (default ``DEFAULT_FROM_EMAIL``), ``reply_to`` (addresses),
     ``timeout`` (seconds; default ``EMAIL_TIMEOUT``, else 10), ``html`` (send the
-    HTML alternative) and ``headers`` (more headers for every message).
+    HTML alternative), ``headers`` (more headers for every message) and
+    ``concurrency`` (connections a batch is sent over at once, default 4).
     """
 
     default_options: ClassVar[dict[str, Any]] = {
@@ -97,6 +102,7 @@ class EmailBackend(BaseChannelBackend):
         "timeout": None,
         "html": True,
         "headers": {},
+        "concurrency": 4,
     }
     supports_digest = True
     renders_own_text = True
@@ -131,6 +137,9 @@ class EmailBackend(BaseChannelBackend):
                 raise self._invalid("timeout", f"must be a number of seconds or None, not {timeout!r}")
             if timeout <= 0:
                 raise self._invalid("timeout", f"must be more than 0 seconds, not {timeout!r}")
+        concurrency = self.options["concurrency"]
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
+            raise self._invalid("concurrency", f"must be a whole number from 1 to 64, not {concurrency!r}")
         if not isinstance(self.options["html"], bool):
             raise self._invalid("html", f"must be True or False, not {self.options['html']!r}")
         self._validate_headers(self.options["headers"])
@@ -179,47 +188,82 @@ class EmailBackend(BaseChannelBackend):
     # One message per delivery -------------------------------------------------------
 
     def send_batch(self, deliveries: Sequence[Delivery], *, deadline: float | None = None) -> list[DeliveryResult]:
-        """Send each delivery as its own message over one shared connection."""
+        """Render every delivery, then send them over up to ``concurrency`` connections.
+
+        Rendering happens here, in the calling thread, since templates may touch the
+        database; the sending threads only talk to the mail server.
+        """
         if not deliveries:
             return []
         users = _load_users(deliveries)
         contexts = thaw_many([delivery.notification.context for delivery in deliveries])
         shared = _site_context()
-        results: list[DeliveryResult] = []
+        results: dict[int, DeliveryResult] = {}
+        outgoing: list[tuple[Delivery, EmailMultiAlternatives]] = []
+        for delivery, stored in zip(deliveries, contexts, strict=True):
+            if deadline is not None and time.monotonic() >= deadline:
+                results[delivery.pk] = DeliveryResult.deferred(delivery, "the batch ran out of time")
+                continue
+            try:
+                message = self.build_message(delivery, users.get(delivery.notification.recipient_id), stored, shared)
+            except _Unsendable as exc:
+                results[delivery.pk] = DeliveryResult.failed(delivery, str(exc))
+            except Exception as exc:
+                results[delivery.pk] = self.result_for_exception(delivery, exc)
+            else:
+                outgoing.append((delivery, message))
+        self._send_all(outgoing, results, deadline)
+        return [results[delivery.pk] for delivery in deliveries]
+
+    def _send_all(
+        self,
+        outgoing: Sequence[tuple[Delivery, EmailMultiAlternatives]],
+        results: dict[int, DeliveryResult],
+        deadline: float | None,
+    ) -> None:
+        """Send ``outgoing`` over up to ``concurrency`` connections, each in its own thread."""
+        queue = _Queue(outgoing)
+        workers = min(int(self.options["concurrency"]), len(outgoing))
+        if workers <= 1:
+            self._send_from(queue, results, deadline)
+            return
+        # smtplib blocks on the network and releases the GIL meanwhile: threads overlap
+        # the round trips of several SMTP sessions.
+        threads = [
+            threading.Thread(target=self._send_from, args=(queue, results, deadline), name=f"{self.alias}-smtp-{n}")
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _send_from(self, queue: _Queue, results: dict[int, DeliveryResult], deadline: float | None) -> None:
+        """Send messages from ``queue`` over one connection until it is empty."""
         connection: BaseEmailBackend | None = None
-        dead: str = ""  # why the server cannot be reached: the rest of the batch waits
         try:
-            for delivery, stored in zip(deliveries, contexts, strict=True):
+            while (item := queue.next()) is not None:
+                delivery, message = item
                 if deadline is not None and time.monotonic() >= deadline:
-                    results.append(DeliveryResult.deferred(delivery, "the batch ran out of time"))
+                    results[delivery.pk] = DeliveryResult.deferred(delivery, "the batch ran out of time")
                     continue
-                try:
-                    message = self.build_message(
-                        delivery, users.get(delivery.notification.recipient_id), stored, shared
-                    )
-                except _Unsendable as exc:
-                    results.append(DeliveryResult.failed(delivery, str(exc)))
-                    continue
-                except Exception as exc:
-                    results.append(self.result_for_exception(delivery, exc))
-                    continue
-                if dead:
-                    results.append(DeliveryResult.retry(delivery, dead))
+                if queue.dead:
+                    results[delivery.pk] = DeliveryResult.retry(delivery, queue.dead)
                     continue
                 if connection is None:
                     try:
                         connection = self.open_connection()
                     except Exception as exc:
-                        dead = self._scrub(f"cannot connect: {_describe(exc, self.timeout)}")
-                        results.append(DeliveryResult.retry(delivery, dead))
+                        # The server cannot be reached: the rest of the batch waits for a retry.
+                        queue.dead = self._scrub(f"cannot connect: {_describe(exc, self.timeout)}")
+                        results[delivery.pk] = DeliveryResult.retry(delivery, queue.dead)
                         continue
                 result, broken = self._send(connection, delivery, message)
-                results.append(result)
+                results[delivery.pk] = result
                 if broken:
                     # The session is in an unknown state: the next message gets a new one.
                     _close_quietly(connection)
                     connection = None
-            return results
         finally:
             if connection is not None:
                 _close_quietly(connection)
@@ -459,6 +503,20 @@ class EmailBackend(BaseChannelBackend):
             message_id=f"<dn.digest.{first.pk}@{sites.mail_domain()}>",
             unsubscribe_url=link,
         )
+
+
+class _Queue:
+    """The messages of a batch, handed out one at a time to the sending threads."""
+
+    def __init__(self, items: Sequence[tuple[Delivery, EmailMultiAlternatives]]) -> None:
+        self._items = iter(items)
+        self._lock = threading.Lock()
+        #: Why the mail server cannot be reached; set, the remaining messages are retried.
+        self.dead = ""
+
+    def next(self) -> tuple[Delivery, EmailMultiAlternatives] | None:
+        with self._lock:
+            return next(self._items, None)
 
 
 class _Unsendable(Exception):
