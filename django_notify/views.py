@@ -19,11 +19,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.http import parse_etags, quote_etag
 from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
+from django_notify import languages
 from django_notify import unsubscribe as unsubscribe_links
 from django_notify.exceptions import BadUnsubscribeToken
 from django_notify.registry import registry
@@ -127,7 +129,16 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponseNotAllowed(["GET", "POST"], headers=UNSUBSCRIBE_HEADERS)
     try:
         scope = unsubscribe_links.read_token(token)
-        unsubscribe_links.recipient(scope)
+        user = unsubscribe_links.recipient(scope)
+    except BadUnsubscribeToken as error:
+        return _unsubscribe_page(request, "invalid", None, status=400, expired=error.expired)
+    # The page speaks the language the email was written in.
+    with translation.override(languages.language_of(user)):
+        return _unsubscribe_action(request, scope)
+
+
+def _unsubscribe_action(request: HttpRequest, scope: unsubscribe_links.UnsubscribeScope) -> HttpResponse:
+    try:
         if request.method == "GET":
             return _unsubscribe_page(request, "confirm", scope)
         if request.POST.get("List-Unsubscribe") == "One-Click":

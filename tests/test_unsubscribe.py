@@ -487,3 +487,20 @@ def test_a_type_the_user_muted_stays_muted_after_undoing_its_category(user, clie
         client.post(url, {"action": "resubscribe"})
         assert email_status(user, "order_shipped", {}) == "sent"
         assert email_status(user) == "skipped"
+
+
+@pytest.mark.django_db
+def test_the_pages_speak_the_language_of_the_recipient(set_notify, client, user_factory):
+    from django.utils import translation
+
+    from tests.testapp.models import Profile
+
+    set_notify(RECIPIENT_LANGUAGE="profile__language")
+    user = user_factory()
+    Profile.objects.create(user=user, language="de")
+    scope = UnsubscribeScope(user_id=str(user.pk), channel="email", categories=("orders",))
+    with translation.override("de"):
+        german = translation.gettext("Unsubscribe?")
+    assert german != "Unsubscribe?"  # the app ships German
+    page = client.get(url_of(scope))
+    assert page.status_code == 200 and german in page.content.decode()

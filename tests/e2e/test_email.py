@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
+from django.utils import translation
+from django.utils.translation import gettext
 
 from django_notify import notify
 from django_notify.models import Delivery, EngagementEvent, Notification, Preference
@@ -127,7 +130,13 @@ def test_emails_are_rendered_per_language_and_sent_safely(mail, smtp):
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["Auto-Submitted"] == "auto-generated"
         # Blank means the site's language (LANGUAGE_CODE "en-us" is served by "en").
-        assert notification.language == LANGUAGE_OF[Profile.objects.get(user=user).language]
+        language = LANGUAGE_OF[Profile.objects.get(user=user).language]
+        assert notification.language == language
+        # The worker rendered the layout in the recipient's language.
+        with translation.override(language):
+            unsubscribe_label = gettext("Unsubscribe:")
+        assert (unsubscribe_label == "Unsubscribe:") == (language == "en")
+        assert unsubscribe_label in text
 
 
 def one_click(message: Any) -> Any:
@@ -162,6 +171,11 @@ def test_the_unsubscribe_link_of_an_email_turns_that_email_off(mail, smtp):
         urlsplit(tampered).path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
     )
     assert refused.status_code == 400
+    assert b"link is not valid" in refused.content
+    # So is the real link, once it is older than UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS (90).
+    with mock.patch("django.core.signing.time.time", return_value=time.time() + 91 * 86400):
+        expired = one_click(message)
+    assert expired.status_code == 400 and b"link has expired" in expired.content
 
     smtp.messages.clear()
     before = set(email_rows().values_list("pk", flat=True))
