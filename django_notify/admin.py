@@ -444,11 +444,16 @@ class PushSubscriptionAdmin(ReadOnlyAdmin):
             return
         # To each user's active subscriptions, as push/test/ does: the engine fans out per browser.
         result = notify(TEST_TYPE, users, channels=[backend.alias])
-        queued = ngettext(
-            "Test push queued for %(users)d user: %(count)d deliveries, one per active subscription.",
-            "Test push queued for %(users)d users: %(count)d deliveries, one per active subscription.",
-            len(users),
-        ) % {"users": len(users), "count": result.deliveries}
+        # Two sentences, each with its own plural: "1 user: 3 deliveries", "2 users: 1 delivery".
+        for_users = ngettext(
+            "Test push queued for %(users)d user.", "Test push queued for %(users)d users.", len(users)
+        )
+        deliveries = ngettext(
+            "%(count)d delivery, one per active subscription.",
+            "%(count)d deliveries, one per active subscription.",
+            result.deliveries,
+        )
+        queued = f"{for_users % {'users': len(users)}} {deliveries % {'count': result.deliveries}}"
         self.message_user(request, queued, messages.SUCCESS)
 
     @admin.action(description=_("Deactivate"), permissions=["bulk_change"])

@@ -199,7 +199,7 @@ def test_send_a_test_push_to_the_users_of_the_selected_active_subscriptions(
     messages = run_action(admin_client, "send_test_push", [alice_phone, alice_old, bob_phone, carol_dead])
 
     # Each user's active subscriptions get it, selected or not (the laptop); carol has none active.
-    assert messages == [(25, "Test push queued for 2 users: 3 deliveries, one per active subscription.")]
+    assert messages == [(25, "Test push queued for 2 users. 3 deliveries, one per active subscription.")]
     deliveries = Delivery.objects.select_related("notification")
     assert {d.subscription_id for d in deliveries} == {alice_phone.pk, alice_laptop.pk, bob_phone.pk}
     assert {(d.channel, d.status, d.notification.type) for d in deliveries} == {
