@@ -32,10 +32,8 @@ from django.utils.module_loading import autodiscover_modules
 
 from django_notify.exceptions import (
     AlreadyRegistered,
-    MissingContextError,
     UnknownNotificationType,
 )
-from django_notify.rendering import RecipientProbe, one_line, render_template, truncate
 
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 KEY_MAX_LENGTH = 100
@@ -215,42 +213,6 @@ class NotificationType:
                 "django_notify provides it for each recipient."
             )
         return values
-
-    def render(self, context: Mapping[str, Any]) -> Rendered:
-        """Render title, body and url; raise :class:`MissingContextError` on a gap."""
-        parts = {}
-        for part in ("title", "body", "url"):
-            output, missing = render_template(getattr(self, part), context)
-            if missing:
-                raise MissingContextError(self.key, part, missing, context.keys())
-            parts[part] = output
-        return Rendered(
-            title=truncate(one_line(parts["title"]), TITLE_MAX_LENGTH),
-            body=parts["body"].strip(),
-            url=parts["url"].strip(),
-        )
-
-    def render_shared(self, context: Mapping[str, Any]) -> Rendered | None:
-        """Render once for every recipient, or return ``None`` if the text is personal.
-
-        The templates see a probe as ``recipient``; if any of them looks at it, the
-        output differs per recipient and the caller renders per recipient instead.
-        """
-        probe = RecipientProbe()
-        probed = {**context, "recipient": probe}
-        outputs = {}
-        for part in ("title", "body", "url"):
-            outputs[part] = render_template(getattr(self, part), probed)
-            if probe.touched:
-                return None
-        for part, (_output, missing) in outputs.items():
-            if missing:
-                raise MissingContextError(self.key, part, missing, context.keys())
-        return Rendered(
-            title=truncate(one_line(outputs["title"][0]), TITLE_MAX_LENGTH),
-            body=outputs["body"][0].strip(),
-            url=outputs["url"][0].strip(),
-        )
 
 
 NT = TypeVar("NT", bound=NotificationType)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_notify import NotificationType, registry
+from django_notify import NotificationType, content, registry
 from django_notify.exceptions import AlreadyRegistered, MissingContextError, UnknownNotificationType
 from django_notify.registry import NotificationTypeRegistry
 from django_notify.testing import registered
@@ -110,6 +110,7 @@ def test_iteration_is_sorted_by_category_then_key():
     assert registry.categories() == sorted({t.category for t in registry})
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_render_uses_django_templates_and_defaults():
     kind = NotificationType(
         key="t",
@@ -118,46 +119,51 @@ def test_render_uses_django_templates_and_defaults():
         url="/x/{{ pk }}/",
         defaults={"note": "n/a"},
     )
-    rendered = kind.render(kind.get_context({"name": "ann", "items": [1, 2], "pk": 7}))
+    rendered = content.render_inbox(kind, kind.get_context({"name": "ann", "items": [1, 2], "pk": 7}))
     assert (rendered.title, rendered.body, rendered.url) == ("Hello ANN", "1;2; n/a", "/x/7/")
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_missing_variable_is_an_error_naming_it():
     kind = NotificationType(key="t", title="Low stock: {{ item }}", body="{{ qty }} left")
     with pytest.raises(MissingContextError) as info:
-        kind.render({"qty": 1})
+        content.render_inbox(kind, {"qty": 1})
     assert info.value.missing == ["item"]
     assert "{{ item }}" in str(info.value) and "title" in str(info.value)
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_missing_attribute_of_present_variable_is_an_error():
     kind = NotificationType(key="t", title="{{ order.numbr }}")
     with pytest.raises(MissingContextError, match=r"order\.numbr"):
-        kind.render({"order": {"number": 1}})
+        content.render_inbox(kind, {"order": {"number": 1}})
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_optional_variables_if_and_default_filter_do_not_error():
     kind = NotificationType(
         key="t",
         title="{{ note|default:'none' }}",
         body="{% if extra %}{{ extra }}{% endif %}{{ maybe|default_if_none:'-' }}",
     )
-    rendered = kind.render({})
+    rendered = content.render_inbox(kind, {})
     assert rendered.title == "none"
     assert rendered.body == "-"
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_title_is_one_line_and_truncated():
     kind = NotificationType(key="t", title="{{ text }}")
-    rendered = kind.render({"text": "a\n  b " + "x" * 400})
+    rendered = content.render_inbox(kind, {"text": "a\n  b " + "x" * 400})
     assert "\n" not in rendered.title
     assert rendered.title.startswith("a b x")
     assert len(rendered.title) == 255 and rendered.title.endswith("\u2026")
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_plain_text_is_not_html_escaped():
     kind = NotificationType(key="t", title="{{ name }}", body="{{ name }}")
-    rendered = kind.render({"name": "Tom & <Jerry>"})
+    rendered = content.render_inbox(kind, {"name": "Tom & <Jerry>"})
     assert rendered.title == "Tom & <Jerry>"
     assert rendered.body == "Tom & <Jerry>"
 
@@ -166,20 +172,22 @@ def test_plain_text_is_not_html_escaped():
     "hostile",
     ["{0.__class__}", "{user.password}", "{{ settings.SECRET_KEY }}", "{% debug %}", "%(x)s {}"],
 )
+@pytest.mark.django_db  # template overrides are read from the database
 def test_context_values_are_data_never_template_source(hostile):
     kind = NotificationType(key="t", title="Hi {{ name }}", body="{{ name }}")
-    rendered = kind.render({"name": hostile})
+    rendered = content.render_inbox(kind, {"name": hostile})
     assert rendered.body == hostile
     assert rendered.title == f"Hi {hostile}"
 
 
+@pytest.mark.django_db  # template overrides are read from the database
 def test_render_shared_detects_use_of_recipient():
     shared = NotificationType(key="a", title="Hi {{ name }}")
     personal = NotificationType(key="b", title="Hi {{ recipient.first_name }}")
     conditional = NotificationType(key="c", title="Hi", body="{% if recipient %}x{% endif %}")
-    assert shared.render_shared({"name": "x"}).title == "Hi x"
-    assert personal.render_shared({}) is None
-    assert conditional.render_shared({}) is None
+    assert content.render_inbox_shared(shared, {"name": "x"}).title == "Hi x"
+    assert content.render_inbox_shared(personal, {}) is None
+    assert content.render_inbox_shared(conditional, {}) is None
 
 
 def test_context_may_not_set_recipient():

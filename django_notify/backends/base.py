@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -95,6 +95,33 @@ class DeliveryResult:
     @classmethod
     def deferred(cls, delivery: Delivery, reason: str, *, retry_at: datetime | None = None) -> DeliveryResult:
         return cls(delivery.pk, Outcome.DEFERRED, reason=reason, retry_at=retry_at)
+
+
+#: A header name (an RFC 9110 token, which RFC 5322 field names also allow).
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+#: What a header value (or anything that ends up in a header) may not contain.
+CONTROL_CHARACTERS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def headers_problem(headers: Any, reserved: frozenset[str]) -> str | None:
+    """What is wrong with extra headers from ``OPTIONS["headers"]``, or ``None``.
+
+    Names must be tokens and not among ``reserved`` (lowercase); values strings
+    without CR, LF or other control characters. Values are never quoted back: they
+    are often credentials.
+    """
+    if not isinstance(headers, Mapping):
+        return f"must be a dict of header names to values, not {type(headers).__name__}"
+    for name, value in headers.items():
+        if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
+            return f"has an invalid header name {name!r}"
+        if name.lower() in reserved:
+            return f"cannot set {name}: the backend sets it"
+        if not isinstance(value, str):
+            return f"value of {name} must be a string, not {type(value).__name__}"
+        if CONTROL_CHARACTERS_RE.search(value):
+            return f"value of {name} must not contain CR, LF or other control characters"
+    return None
 
 
 #: A ``Retry-After`` further away than this is shortened to it.

@@ -43,7 +43,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import ngettext
 
 from django_notify import content, languages, rendering, sites, unsubscribe
-from django_notify.backends.base import BaseChannelBackend, DeliveryResult
+from django_notify.backends.base import CONTROL_CHARACTERS_RE, BaseChannelBackend, DeliveryResult, headers_problem
 from django_notify.context import thaw_many
 from django_notify.exceptions import InvalidBackendError, MissingContextError, UnknownNotificationType
 from django_notify.registry import registry
@@ -77,9 +77,6 @@ RESERVED_HEADERS = frozenset(
 #: The layouts that wrap a message's parts, and a digest's items.
 MESSAGE_LAYOUTS = ("django_notify/email/message.txt", "django_notify/email/message.html")
 DIGEST_LAYOUTS = ("django_notify/email/digest.txt", "django_notify/email/digest.html")
-# RFC 5322 field name: printable ASCII except the colon.
-_HEADER_NAME_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BLANK_LINES_RE = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 #: Statuses of a provider backend (django-anymail) that mean "will never be delivered".
 REJECTED_STATUSES = frozenset({"rejected", "invalid"})
@@ -123,13 +120,13 @@ class EmailBackend(BaseChannelBackend):
         from_email = self.options["from_email"]
         if from_email is not None and (not isinstance(from_email, str) or not from_email.strip()):
             raise self._invalid("from_email", "must be an address such as 'Shop <noreply@example.com>', or None")
-        if isinstance(from_email, str) and _CONTROL_RE.search(from_email):
+        if isinstance(from_email, str) and CONTROL_CHARACTERS_RE.search(from_email):
             raise self._invalid("from_email", "must not contain CR, LF or other control characters")
         reply_to = self.options["reply_to"]
         if isinstance(reply_to, str) or not isinstance(reply_to, (list, tuple)):
             raise self._invalid("reply_to", f"must be a list of addresses, not {type(reply_to).__name__}")
         for address in reply_to:
-            if not isinstance(address, str) or not address.strip() or _CONTROL_RE.search(address):
+            if not isinstance(address, str) or not address.strip() or CONTROL_CHARACTERS_RE.search(address):
                 raise self._invalid("reply_to", f"has an invalid address {address!r}")
         timeout = self.options["timeout"]
         if timeout is not None:
@@ -145,17 +142,9 @@ class EmailBackend(BaseChannelBackend):
         self._validate_headers(self.options["headers"])
 
     def _validate_headers(self, headers: Any) -> None:
-        if not isinstance(headers, Mapping):
-            raise self._invalid("headers", f"must be a dict of header names to values, not {type(headers).__name__}")
-        for name, value in headers.items():
-            if not isinstance(name, str) or not _HEADER_NAME_RE.match(name):
-                raise self._invalid("headers", f"has an invalid header name {name!r}")
-            if name.lower() in RESERVED_HEADERS:
-                raise self._invalid("headers", f"cannot set {name}: the backend sets it")
-            if not isinstance(value, str):
-                raise self._invalid("headers", f"value of {name} must be a string, not {type(value).__name__}")
-            if _CONTROL_RE.search(value):
-                raise self._invalid("headers", f"value of {name} must not contain CR, LF or other control characters")
+        problem = headers_problem(headers, RESERVED_HEADERS)
+        if problem:
+            raise self._invalid("headers", problem)
 
     def _invalid(self, option: str, problem: str) -> InvalidBackendError:
         return InvalidBackendError(
