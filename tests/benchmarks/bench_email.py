@@ -40,7 +40,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,30 +217,16 @@ def __getattr__(name: str) -> Any:
 @contextlib.contextmanager
 def scratch_database(url: str | None) -> Iterator[str]:
     """A scratch database on ``url``'s PostgreSQL server, or a SQLite file; dropped afterwards."""
-    if not url or url.startswith("sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench_email.sqlite3"
-        return
-    if not url.startswith(("postgres://", "postgresql://")):
-        raise BenchError("runs on PostgreSQL (DATABASE_URL=postgres://...) or SQLite (DATABASE_URL unset)")
-    import psycopg
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.benchmarks.scratch import ScratchDatabaseError
+    from tests.benchmarks.scratch import scratch_database as scratch_database_of
 
-    server = url.replace("postgres://", "postgresql://", 1)
-    name = f"dn_bench_email_{os.getpid()}"
-
-    def execute(sql: str) -> None:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql)
-
-    execute(f'DROP DATABASE IF EXISTS "{name}"')
-    execute(f'CREATE DATABASE "{name}"')
     try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with scratch_database_of(url, "bench_email") as scratch:
+            yield scratch
+    except ScratchDatabaseError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def create_users(n: int) -> Any:

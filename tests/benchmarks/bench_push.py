@@ -63,7 +63,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -180,7 +179,8 @@ def receivers(specs: dict[str, tuple[float, int, bool]]) -> Iterator[dict[str, R
 
 
 def setup_django(database_url: str | None, concurrency: int | None = None) -> None:
-    # Without --engine nothing touches a database: never a project's DATABASE_URL.
+    # Without --engine only the backend's read of template overrides touches a database,
+    # an empty one in memory: never a project's DATABASE_URL. With it, a scratch database.
     os.environ["DATABASE_URL"] = database_url or "sqlite://:memory:"
     if concurrency is not None:
         os.environ["DN_BENCH_PUSH_CONCURRENCY"] = str(concurrency)
@@ -189,6 +189,9 @@ def setup_django(database_url: str | None, concurrency: int | None = None) -> No
     import django
 
     django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
     from django_notify import NotificationType, registry
 
     registry.register(
@@ -564,30 +567,16 @@ def engine_once(recipients: Any, n: int, label: str) -> dict[str, float]:
 @contextlib.contextmanager
 def engine_database(url: str | None) -> Iterator[str]:
     """A scratch database on ``url``'s PostgreSQL server, or a SQLite file; dropped afterwards."""
-    if not url or url.startswith("sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench_push.sqlite3"
-        return
-    if not url.startswith(("postgres://", "postgresql://")):
-        raise BenchError("--engine runs on PostgreSQL (DATABASE_URL=postgres://...) or SQLite (DATABASE_URL unset)")
-    import psycopg
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.benchmarks.scratch import ScratchDatabaseError
+    from tests.benchmarks.scratch import scratch_database as scratch_database_of
 
-    server = url.replace("postgres://", "postgresql://", 1)
-    name = f"dn_bench_push_{os.getpid()}"
-
-    def execute(sql: str) -> None:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql)
-
-    execute(f'DROP DATABASE IF EXISTS "{name}"')
-    execute(f'CREATE DATABASE "{name}"')
     try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with scratch_database_of(url, "bench_push") as scratch:
+            yield scratch
+    except ScratchDatabaseError as exc:
+        raise BenchError(str(exc)) from None
 
 
 # -- report -----------------------------------------------------------------------------
