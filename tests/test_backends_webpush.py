@@ -268,6 +268,7 @@ def test_a_hung_endpoint_times_out_while_the_others_are_delivered(push_settings,
 
 
 def test_a_batch_is_sent_concurrently_over_reused_connections(push_settings, receiver, user_factory):
+    push_settings(concurrency=20)
     users = [user_factory() for _ in range(100)]
     for u in users:
         subscribe(u, receiver)
@@ -277,8 +278,10 @@ def test_a_batch_is_sent_concurrently_over_reused_connections(push_settings, rec
     elapsed = time.monotonic() - started
     assert report.sent == 100
     assert elapsed < 100 * 0.2 / 10  # at least ten times faster than one at a time
-    assert receiver.max_in_flight > 10
-    assert receiver.connections() <= receiver.max_in_flight
+    assert 10 < receiver.max_in_flight <= 20
+    # 100 messages over at most 20 connections: each is reused. (The receiver's own
+    # in-flight count lags the client's, so it is no bound on the connections.)
+    assert receiver.connections() <= 20
 
 
 def test_three_push_services_each_see_their_own_audience(push_settings, user_factory):
