@@ -113,4 +113,5 @@ DJANGO_NOTIFY = {
     },
     # Links in emails, including the one-click unsubscribe link, point at the demo server.
     "BASE_URL": "http://127.0.0.1:8000",
+    "SITE_NAME": "the restaurant back office",
 }
