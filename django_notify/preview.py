@@ -10,11 +10,9 @@ problem is reported in the result, so the admin page always renders.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone, translation
@@ -22,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from django_notify import content
+from django_notify.backends.email import MESSAGE_LAYOUTS
 from django_notify.channels import ChannelHandler
 from django_notify.conf import notify_settings
 from django_notify.exceptions import InvalidBackendError, MissingContextError
@@ -39,7 +38,7 @@ ORIGIN_LABELS = {
 }
 
 #: The email layouts, rendered around the parts as the email backend does.
-EMAIL_LAYOUTS = {"text": "django_notify/email/message.txt", "html": "django_notify/email/message.html"}
+EMAIL_LAYOUTS = dict(zip(("text", "html"), MESSAGE_LAYOUTS, strict=True))
 
 #: Where the preview's ``unsubscribe_url`` points: real messages carry a signed link per recipient.
 UNSUBSCRIBE_PLACEHOLDER_PATH = "/unsubscribe/preview/"
@@ -107,13 +106,10 @@ def is_inbox(alias: str) -> bool:
 
 def is_email(alias: str) -> bool:
     """Whether ``alias`` is sent by the email backend (or a subclass of it)."""
-    try:
-        # Imported by name: the email backend is optional here, the preview works without it.
-        email_backend = importlib.import_module("django_notify.backends.email").EmailBackend
-    except (ImportError, AttributeError):
-        return False
+    from django_notify.backends.email import EmailBackend
+
     cls = _backend_class(alias)
-    return cls is not None and issubclass(cls, email_backend)
+    return cls is not None and issubclass(cls, EmailBackend)
 
 
 # -- messages ---------------------------------------------------------------------
@@ -132,12 +128,6 @@ def error_message(exc: Exception) -> str:
 
 
 # -- preview ----------------------------------------------------------------------
-
-
-def email_link(url: str) -> str:
-    """The notification's link as sending channels get it: absolute, and only http(s)."""
-    absolute = absolute_url(url)
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else ""
 
 
 def unsubscribe_placeholder() -> str:
@@ -175,7 +165,7 @@ def preview(notification_type: NotificationType, channel: str, language: str, us
                 **values,
                 "notification": notification,
                 "notification_type": notification_type,
-                "url": email_link(inbox.url),
+                "url": absolute_url(inbox.url),
                 "site_name": site_name(),
                 "base_url": base_url(),
                 "unsubscribe_url": unsubscribe_url,

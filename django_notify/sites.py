@@ -38,11 +38,18 @@ def base_url() -> str:
 
 
 def absolute_url(url: str) -> str:
-    """``url`` made absolute against :func:`base_url` (absolute http(s) URLs are kept)."""
+    """``url`` made absolute against :func:`base_url`; absolute http(s) URLs are kept.
+
+    Any other scheme (``javascript:``, ``data:``, ``mailto:``) gives ``""``: what
+    this makes is a link in an email, which must only ever open a web page.
+    """
     if not url:
         return ""
-    if urlsplit(url).scheme in ("http", "https"):
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https"):
         return url
+    if scheme:
+        return ""
     base = base_url()
     return urljoin(base + "/", url) if base else url
 

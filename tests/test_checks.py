@@ -251,6 +251,8 @@ def test_links_are_made_absolute_from_the_base_url(settings):
     assert sites.absolute_url("/orders/7/") == "https://notify.example/orders/7/"
     assert sites.absolute_url("https://elsewhere.example/x") == "https://elsewhere.example/x"
     assert sites.absolute_url("") == ""
+    # A link in an email only ever opens a web page.
+    assert sites.absolute_url("javascript:alert(1)") == sites.absolute_url("data:text/html,x") == ""
     assert (sites.site_name(), sites.mail_domain()) == ("Back office", "notify.example")
     settings.DJANGO_NOTIFY = {"BASE_URL": "http://localhost:8000"}
     assert (sites.site_name(), sites.mail_domain()) == ("localhost", "localhost")

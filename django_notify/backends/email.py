@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -276,7 +275,7 @@ class EmailBackend(BaseChannelBackend):
             "recipient": user,
             "notification": notification,
             "notification_type": notification_type,
-            "url": _link(notification.url),
+            "url": sites.absolute_url(notification.url),
             "unsubscribe_url": link,
         }
         parts = self._render_parts(notification_type, context, language)
@@ -475,7 +474,7 @@ class EmailBackend(BaseChannelBackend):
                 {
                     "title": d.notification.title,
                     "body": d.notification.body,
-                    "url": _link(d.notification.url),
+                    "url": sites.absolute_url(d.notification.url),
                     "time": d.notification.created_at,
                     "notification": d.notification,
                     "notification_type": t,
@@ -537,12 +536,6 @@ def _type_of(key: str) -> NotificationType:
 def _site_context() -> dict[str, str]:
     # Once per batch: the current Site may cost a query.
     return {"site_name": sites.site_name(), "base_url": sites.base_url()}
-
-
-def _link(url: str) -> str:
-    """The notification's link for an email: absolute, and only http(s)."""
-    absolute = sites.absolute_url(url)
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else ""
 
 
 def _tidy_text(text: str) -> str:
