@@ -42,9 +42,13 @@ def uses_queue() -> bool:
 
 def beat(key: str, now: dt.datetime | None = None) -> None:
     """Record a heartbeat (``"sweeper"``, ``"worker"``) for ``health/``."""
-    EngineState.objects.using(router.db_for_write(EngineState)).update_or_create(
-        key=key, defaults={"value": now or timezone.now()}
-    )
+    value = now or timezone.now()
+    states = EngineState.objects.using(router.db_for_write(EngineState))
+    # A plain UPDATE, then an INSERT that yields to a concurrent one. update_or_create()
+    # would SELECT … FOR UPDATE first, which on MySQL/MariaDB takes gap locks while the
+    # row is missing: two workers' first beats then deadlock (error 1213).
+    if not states.filter(key=key).update(value=value):
+        states.bulk_create([EngineState(key=key, value=value)], ignore_conflicts=True)
 
 
 def _claim_kick(now: dt.datetime) -> bool:
